@@ -1,0 +1,75 @@
+# dicomscrub: the two set-up commands are `make demo` and `make test`.
+# Both install what they need into .venv (Python 3.11, pinned by uv.lock) and the system
+# packages they need with apt-get when run as root (tesseract-ocr, jq, curl).
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS := --extra airflow --extra dagster --extra serve --extra s3 --extra fast-ocr --extra dev
+SYSTEM_PACKAGES := tesseract-ocr jq curl
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export OMP_THREAD_LIMIT ?= 1
+
+.PHONY: demo test test-fast lint typecheck install system-deps bench quality clean
+
+demo: install
+	$(BIN)/python -m dicomscrub.dagster_assets.demo
+
+test: install lint typecheck
+	$(BIN)/pytest
+
+# Skips the slow integration tests (Airflow, Dagster, end to end); CI runs everything.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	@mkdir -p build/mypy/dicomscrub
+	@for p in core provider dagster_assets; do ln -sfn ../../../$$p build/mypy/dicomscrub/$$p; done
+	$(BIN)/mypy -p dicomscrub.core -p dicomscrub.provider -p dicomscrub.dagster_assets
+
+install: system-deps $(VENV)/.synced
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON) $(EXTRAS)
+	@touch $@
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+system-deps:
+	@missing=""; \
+	for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run as root, or ask an administrator to run: sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Benchmarks compare against dicognito, deid and presidio-image-redactor (the bench extra).
+bench: install
+	$(UV) sync --frozen --python $(PYTHON) $(EXTRAS) --extra bench
+	@rm -f $(VENV)/.synced
+	$(BIN)/python benchmarks/run.py
+
+quality: install
+	$(BIN)/python benchmarks/quality.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build demo bench-out

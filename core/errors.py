@@ -1,0 +1,63 @@
+"""Error codes for files that cannot be de-identified.
+
+Every failure the engine reports carries one :class:`ErrorCode` and a message
+that never contains a value read from the file (no PHI): messages name
+attributes, sizes and transfer syntaxes, never patient data.
+
+Examples
+--------
+>>> err = DeidError(ErrorCode.NOT_DICOM, "no DICM prefix and no valid element at offset 0")
+>>> err.code.value
+'not_dicom'
+>>> str(err)
+'not_dicom: no DICM prefix and no valid element at offset 0'
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why a file was not written. The values are stable: they go into the audit."""
+
+    EMPTY_FILE = "empty_file"
+    NOT_DICOM = "not_dicom"
+    TRUNCATED = "truncated"
+    INVALID_VALUE = "invalid_value"
+    SEQUENCE_TOO_DEEP = "sequence_too_deep"
+    UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    DECODE_FAILED = "decode_failed"
+    OCR_UNAVAILABLE = "ocr_unavailable"
+    OCR_FAILED = "ocr_failed"
+    ENCODE_FAILED = "encode_failed"
+    READ_FAILED = "read_failed"
+    WRITE_FAILED = "write_failed"
+    VERIFY_FAILED = "verify_failed"
+    INTERNAL_ERROR = "internal_error"
+
+
+class DeidError(Exception):
+    """A file could not be fully de-identified.
+
+    Parameters
+    ----------
+    code
+        The stable error code recorded in the audit.
+    message
+        A human-readable reason. It must never contain a value read from the
+        file (no names, IDs, dates or free text).
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ConfigurationError(ValueError):
+    """The engine was configured wrongly (no secret, an unreadable policy, ...).
+
+    Raised before any file is touched; the message says what to do.
+    """
