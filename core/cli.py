@@ -198,10 +198,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_audit_summary)
 
     p = sub.add_parser("serve", help="HTTP service compatible with the reference base64 endpoint")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key-env", default="DICOMSCRUB_API_KEY")
-    p.add_argument("--max-body-mb", type=float, default=64.0)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    p.add_argument(
+        "--api-key-env",
+        default="DICOMSCRUB_API_KEY",
+        help="environment variable holding the key clients send as x-api-key "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--insecure-no-api-key",
+        action="store_true",
+        help="start without an API key (local tests only: anyone who reaches the port can use it)",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=64.0,
+        help="largest request body in MiB; larger ones get 413 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--languages",
+        default=None,
+        help="comma-separated ISO 639-1 codes for languages_detected (default: every language "
+        "lingua knows, about 1 GB of models; e.g. en,de,fr loads faster and uses less memory)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="files processed at the same time per worker process (default: %(default)s)",
+    )
     _add_engine_args(p)
     p.set_defaults(handler=_cmd_serve)
     return parser
