@@ -1,0 +1,678 @@
+"""Burned-in PHI in the pixels: decode, find text, classify, mask, re-encode.
+
+:func:`redact_pixels` is the entry point the file pipeline calls for every
+dataset with pixel data. Per file:
+
+1. **check** the declared size (Rows x Columns x Frames x Samples) against
+   ``policy.pixels.max_pixels`` before anything is decoded;
+2. **decode** every frame with pydicom's decoders (pylibjpeg, pyjpegls) into the
+   stored values, without colour conversion where it can be avoided;
+3. build an 8-bit **view** per frame for OCR only (robust percentiles,
+   MONOCHROME1 inverted, colour and palette to grey); the view is never written;
+4. **propose** text lines on every frame (:mod:`.text_regions`) and **read**
+   only those regions, all frames in one OCR call, reading regions that repeat
+   identically across frames once (:mod:`.ocr`);
+5. **classify** the OCR text of each frame with the shared text detector
+   (``phi`` mode) or take every word (``all_text`` mode), plus the policy's
+   fixed regions for matching devices;
+6. **mask** padded boxes in the stored values with a fill taken from the box's
+   surroundings (so it reads as background, MONOCHROME1 included), zero
+   overlay bits hidden above HighBit, and clean overlay planes when the policy
+   cleans graphics;
+7. **encode** (:mod:`.encode`) only when a value changed.
+
+Any failure raises :class:`DeidError` so the file is not written (fail closed).
+
+Examples
+--------
+>>> import numpy as np
+>>> from pydicom.dataset import Dataset
+>>> ds = Dataset()
+>>> ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.NumberOfFrames = 2048, 2048, 1, 200
+>>> try:
+...     check_declared_size(ds, 100_000_000)
+... except DeidError as exc:
+...     print(exc.code.value)
+too_many_pixels
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from .encode import encode_pixels
+from .errors import DeidError, ErrorCode
+from .ocr import OcrBackend, Word, get_backend, read_regions
+from .policy import FixedRegion, Policy
+from .results import Detector, Entity
+from .text_regions import Region, propose_text_regions
+
+PIXEL_TAG = "(7FE0,0010)"
+Box = tuple[int, int, int, int]
+
+
+class SpanLike(Protocol):
+    """What the pixel step needs from a detected span (``text_detect.Span``)."""
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def entity_type(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+class TextDetector(Protocol):
+    """What the pixel step needs from the shared text detector (``text_detect.TextDetector``)."""
+
+    def detect(self, text: str, *, ocr: bool = False) -> Sequence[SpanLike]: ...
+
+
+@dataclass
+class PixelOutcome:
+    """What :func:`redact_pixels` did to one dataset.
+
+    Attributes
+    ----------
+    entities
+        One record per masked box per frame (and per cleaned overlay box).
+    changed
+        Whether any stored pixel or overlay value changed.
+    frames
+        Number of frames scanned.
+    """
+
+    entities: list[Entity] = field(default_factory=list)
+    changed: bool = False
+    frames: int = 0
+
+
+@dataclass
+class Decoded:
+    """Every frame of a dataset in its stored values.
+
+    Attributes
+    ----------
+    frames
+        ``(frames, rows, columns)`` or ``(frames, rows, columns, samples)``.
+    photometric
+        PhotometricInterpretation of ``frames`` (``RGB`` after a JPEG 2000
+        colour transform was undone, ``YBR_FULL`` after upsampling
+        ``YBR_FULL_422``).
+    source
+        The transfer syntax the pixels came from.
+    """
+
+    frames: NDArray[Any]
+    photometric: str
+    source: UID
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of frames the dataset declares (1 when NumberOfFrames is absent or empty)."""
+    value = ds.get("NumberOfFrames")
+    try:
+        return max(1, int(value)) if value not in (None, "") else 1
+    except (TypeError, ValueError):
+        raise DeidError(ErrorCode.INVALID_VALUE, "NumberOfFrames is not a number") from None
+
+
+def check_declared_size(ds: Dataset, max_pixels: int) -> int:
+    """Raise ``too_many_pixels`` when the declared pixel count exceeds ``max_pixels``.
+
+    Returns the declared count (Rows x Columns x Frames x SamplesPerPixel).
+    """
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise DeidError(
+            ErrorCode.DECODE_FAILED, "Rows, Columns or SamplesPerPixel missing or invalid"
+        ) from None
+    total = rows * cols * frame_count(ds) * samples
+    if total > max_pixels:
+        raise DeidError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"declared {total} pixel values exceed the cap of {max_pixels}",
+        )
+    return total
+
+
+def decode(ds: Dataset) -> Decoded:
+    """Decode every frame of ``ds`` into its stored values.
+
+    Colour stays in the stored colour space where the codec allows
+    (``as_rgb=False``); JPEG 2000 multi-component transforms come back as RGB.
+
+    Raises
+    ------
+    DeidError
+        ``unsupported_transfer_syntax`` when no installed decoder handles the
+        transfer syntax, ``decode_failed`` when decoding fails.
+    """
+    from pydicom.pixels.decoders.base import get_decoder
+
+    meta = getattr(ds, "file_meta", None)
+    ts = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    if not ts:
+        ts = UID("1.2.840.10008.1.2.1") if not ds.is_implicit_VR else UID("1.2.840.10008.1.2")
+    if "PixelData" not in ds:
+        raise DeidError(ErrorCode.DECODE_FAILED, "no (7FE0,0010) Pixel Data")
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise DeidError(
+            ErrorCode.UNSUPPORTED_TRANSFER_SYNTAX, f"no decoder for transfer syntax {ts}"
+        ) from None
+    if not decoder.is_available:
+        raise DeidError(
+            ErrorCode.UNSUPPORTED_TRANSFER_SYNTAX, f"no installed decoder for {ts.name}"
+        )
+    try:
+        options: Any = {"as_rgb": False}  # keep the stored colour space
+        array, info = decoder.as_array(ds, **options)
+    except Exception as exc:
+        raise DeidError(
+            ErrorCode.DECODE_FAILED, f"cannot decode {ts.name} ({type(exc).__name__})"
+        ) from None
+    photometric = str(info.get("photometric_interpretation", ds.PhotometricInterpretation))
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if info.get("number_of_frames", frame_count(ds)) == 1 or array.ndim == (
+        2 if samples == 1 else 3
+    ):
+        array = array[np.newaxis]
+    if photometric in ("YBR_FULL_422", "YBR_PARTIAL_422") and array.ndim == 4:
+        photometric = "YBR_FULL" if photometric == "YBR_FULL_422" else "YBR_PARTIAL_420"
+        if photometric == "YBR_PARTIAL_420":
+            raise DeidError(
+                ErrorCode.UNSUPPORTED_TRANSFER_SYNTAX, "YBR_PARTIAL_422 is not supported"
+            )
+    return Decoded(array, photometric, ts)
+
+
+# --- the 8-bit view for OCR --------------------------------------------------------------------
+
+
+def grey_frames(ds: Dataset, decoded: Decoded) -> NDArray[Any]:
+    """One grey value per pixel, per frame (float32 for colour, native otherwise).
+
+    Colour becomes the brightest channel (coloured annotations stay bright);
+    palette colour goes through its lookup table first.
+    """
+    frames = decoded.frames
+    pi = decoded.photometric
+    if pi == "PALETTE COLOR":
+        from pydicom.pixels.processing import apply_color_lut
+
+        return np.stack([apply_color_lut(f, ds).max(axis=-1) for f in frames]).astype(np.float32)
+    if frames.ndim == 4:
+        if pi.startswith("YBR"):
+            from pydicom.pixels.processing import convert_color_space
+
+            rgb = np.stack([convert_color_space(f, pi, "RGB") for f in frames])
+            return np.asarray(rgb.max(axis=-1), dtype=np.float32)
+        return np.asarray(frames.max(axis=-1), dtype=np.float32)
+    return frames
+
+
+def ocr_views(ds: Dataset, decoded: Decoded) -> NDArray[np.uint8]:
+    """Return an 8-bit view of every frame, for OCR only (never written).
+
+    Grey levels are stretched between robust percentiles taken over all frames
+    (so a caption that repeats on every frame looks the same on every frame);
+    MONOCHROME1 is inverted so the view looks as displayed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pydicom.dataset import Dataset
+    >>> from pydicom.uid import ExplicitVRLittleEndian
+    >>> d = Decoded(np.array([[[0, 1000], [3000, 4095]]], np.uint16), "MONOCHROME1",
+    ...             ExplicitVRLittleEndian)
+    >>> ocr_views(Dataset(), d)[0].tolist()
+    [[255, 194], [68, 0]]
+    """
+    grey = grey_frames(ds, decoded)
+    step = max(1, int(np.sqrt(grey[0].size / 250_000)))
+    sample = grey[:, ::step, ::step]
+    lo, hi = (float(v) for v in np.percentile(sample, (0.5, 99.5)))
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    scaled = (grey.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    view: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
+    if decoded.photometric == "MONOCHROME1":
+        view = np.asarray(255 - view, dtype=np.uint8)
+    return view
+
+
+# --- find and classify text --------------------------------------------------------------------
+
+
+@dataclass
+class FrameText:
+    """The OCR lines of one frame: words grouped by line, in reading order."""
+
+    lines: list[list[Word]]
+
+    def text(self) -> tuple[str, list[tuple[int, int, Word]]]:
+        """The frame's text (lines joined by newlines) and each word's character range."""
+        parts: list[str] = []
+        offsets: list[tuple[int, int, Word]] = []
+        pos = 0
+        for line in self.lines:
+            for i, word in enumerate(line):
+                if i:
+                    parts.append(" ")
+                    pos += 1
+                offsets.append((pos, pos + len(word.text), word))
+                parts.append(word.text)
+                pos += len(word.text)
+            parts.append("\n")
+            pos += 1
+        return "".join(parts), offsets
+
+
+def _same_crop(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
+    """Whether two view crops show the same thing (tolerating codec noise)."""
+    if a.shape != b.shape:
+        return False
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return bool(diff.mean() < 2.0 and (diff > 48).mean() < 0.002)
+
+
+def read_text(
+    views: NDArray[np.uint8], backend: OcrBackend, *, rotated: bool = True
+) -> list[FrameText]:
+    """Propose text lines on every frame, OCR them in one call, group words into lines.
+
+    Regions that show the same pixels in the same place as a region of an
+    earlier frame are read once.
+    """
+    unique: list[tuple[NDArray[np.uint8], Region]] = []
+    seen: dict[tuple[Box, bool], list[tuple[NDArray[np.uint8], int]]] = {}
+    per_frame: list[list[int]] = []
+    for view in views:
+        indices: list[int] = []
+        for region in propose_text_regions(view, rotated=rotated):
+            x, y, w, h = region.box
+            crop = view[y : y + h, x : x + w]
+            key = (region.box, region.rotated)
+            match = next((i for c, i in seen.get(key, []) if _same_crop(c, crop)), None)
+            if match is None:
+                match = len(unique)
+                unique.append((view, region))
+                seen.setdefault(key, []).append((crop, match))
+            indices.append(match)
+        per_frame.append(indices)
+    words = read_regions(backend, unique) if unique else []
+    frames: list[FrameText] = []
+    for indices in per_frame:
+        lines: list[list[Word]] = []
+        for index in indices:
+            by_line: dict[int, list[Word]] = {}
+            for word in words[index]:
+                by_line.setdefault(word.line, []).append(word)
+            lines.extend(sorted(ws, key=lambda w: (w.box[0], w.box[1])) for ws in by_line.values())
+        lines = [line for line in lines if line]
+        lines.sort(key=lambda line: (min(w.box[1] for w in line), min(w.box[0] for w in line)))
+        frames.append(FrameText(lines))
+    return frames
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A box to mask on one frame, with what it holds."""
+
+    frame: int
+    box: Box
+    entity_type: str
+    detector: Detector
+    confidence: float
+    text: str
+
+
+def _is_text(word: Word) -> bool:
+    """A real word for ``all_text`` mode: letters or digits read with some confidence."""
+    alnum = sum(c.isalnum() for c in word.text)
+    return alnum >= 1 and (word.confidence >= 0.5 or (alnum >= 2 and word.confidence >= 0.3))
+
+
+def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: str) -> list[Finding]:
+    """Decide which words to mask on each frame; merge adjacent words of one span."""
+    findings: list[Finding] = []
+    cache: dict[str, Sequence[SpanLike]] = {}
+    for index, frame in enumerate(frames):
+        text, offsets = frame.text()
+        if mode == "all_text":
+            for line in frame.lines:
+                for word in line:
+                    if _is_text(word):
+                        findings.append(
+                            Finding(index, word.box, "TEXT", "ocr", word.confidence, word.text)
+                        )
+            continue
+        if detector is None or not text.strip():
+            continue
+        spans = cache.get(text)
+        if spans is None:
+            spans = cache[text] = list(detector.detect(text, ocr=True))
+        for span in spans:
+            hit = [(s, w) for s, e, w in offsets if s < span.end and e > span.start]
+            for group in _by_line(hit, frame):
+                box = _union([w.box for w in group])
+                confidence = min(span.confidence, min(w.confidence for w in group))
+                findings.append(
+                    Finding(
+                        index,
+                        box,
+                        span.entity_type,
+                        "ocr",
+                        round(float(confidence), 3),
+                        text[span.start : span.end],
+                    )
+                )
+    return findings
+
+
+def _by_line(hit: list[tuple[int, Word]], frame: FrameText) -> list[list[Word]]:
+    """Split the words a span covers into one group per line."""
+    groups: list[list[Word]] = []
+    for line in frame.lines:
+        ids = {id(w) for w in line}
+        group = [w for _, w in hit if id(w) in ids]
+        if group:
+            groups.append(group)
+    return groups
+
+
+def _union(boxes: Sequence[Box]) -> Box:
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def matching_regions(ds: Dataset, regions: Sequence[FixedRegion]) -> list[Box]:
+    """Boxes of every fixed region whose matchers all equal the dataset's values.
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset(); ds.Manufacturer = "ACME"; ds.Rows = 480; ds.Columns = 640
+    >>> r = FixedRegion(manufacturer="acme ", rows=480, boxes=((0, 0, 640, 40),))
+    >>> matching_regions(ds, [r])
+    [(0, 0, 640, 40)]
+    """
+    boxes: list[Box] = []
+    for region in regions:
+        checks = [
+            (region.manufacturer, ds.get("Manufacturer")),
+            (region.model, ds.get("ManufacturerModelName")),
+        ]
+        if any(
+            want is not None and str(have or "").strip().lower() != want.strip().lower()
+            for want, have in checks
+        ):
+            continue
+        if region.rows is not None and int(ds.get("Rows", -1)) != region.rows:
+            continue
+        if region.columns is not None and int(ds.get("Columns", -1)) != region.columns:
+            continue
+        boxes.extend(tuple(b) for b in region.boxes)  # type: ignore[misc]
+    return boxes
+
+
+# --- mask ---------------------------------------------------------------------------------------
+
+
+def pad_box(box: Box, padding: int, shape: tuple[int, ...]) -> Box | None:
+    """Grow ``box`` by ``padding`` on every side and clip it to an image of ``shape``."""
+    x, y, w, h = box
+    x0, y0 = max(0, x - padding), max(0, y - padding)
+    x1, y1 = min(shape[1], x + w + padding), min(shape[0], y + h + padding)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def background_fill(frame: NDArray[Any], box: Box) -> NDArray[Any]:
+    """The most common stored value (per pixel, all samples) in a 2-pixel ring around ``box``."""
+    x, y, w, h = box
+    rows, cols = frame.shape[:2]
+    y0, y1, x0, x1 = max(0, y - 2), min(rows, y + h + 2), max(0, x - 2), min(cols, x + w + 2)
+    ring = np.ones((y1 - y0, x1 - x0), bool)
+    ring[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = False
+    values = frame[y0:y1, x0:x1][ring]
+    if values.size == 0:  # the box covers the whole image
+        values = frame.reshape(-1, *frame.shape[2:])
+    if values.ndim == 1:
+        uniq, counts = np.unique(values, return_counts=True)
+        return np.asarray(uniq[np.argmax(counts)])
+    uniq, counts = np.unique(values, axis=0, return_counts=True)
+    return np.asarray(uniq[np.argmax(counts)])
+
+
+def mask_box(frame: NDArray[Any], box: Box) -> bool:
+    """Fill ``box`` of ``frame`` in place with its background; return whether a value changed."""
+    x, y, w, h = box
+    fill = background_fill(frame, box)
+    target = frame[y : y + h, x : x + w]
+    changed = bool(np.any(target != fill))
+    target[...] = fill
+    return changed
+
+
+def hidden_overlay_bits(ds: Dataset) -> bool:
+    """Whether native pixel data holds set bits above HighBit (retired in-pixel overlays).
+
+    Signed data whose upper bits just repeat the sign bit is not flagged.
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
+    if ts and ts.is_compressed:
+        return False
+    bits, stored = int(ds.get("BitsAllocated", 8)), int(ds.get("BitsStored", 8))
+    if bits not in (16, 32) or stored >= bits:
+        return False
+    order = ">" if ts == UID("1.2.840.10008.1.2.2") else "<"
+    raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{bits // 8}")
+    high = raw >> stored
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        return bool(high.any())
+    extension = ((raw >> (stored - 1)) & 1) * ((1 << (bits - stored)) - 1)
+    return bool(np.any((high != 0) & (high != extension)))
+
+
+# --- overlays -----------------------------------------------------------------------------------
+
+
+def overlay_groups(ds: Dataset) -> list[int]:
+    """Groups 0x6000-0x601E that hold an OverlayData (60xx,3000) element."""
+    return [g for g in range(0x6000, 0x6020, 2) if (g, 0x3000) in ds]
+
+
+def clean_overlays(
+    ds: Dataset,
+    detector: TextDetector | None,
+    backend: OcrBackend,
+    *,
+    mode: str,
+    padding: int,
+    rotated: bool,
+) -> list[Finding]:
+    """Read text in each overlay plane and clear the bits of the boxes to mask.
+
+    Returns findings whose ``frame`` is the overlay group (for the entity tag).
+    """
+    from pydicom.pixels.utils import pack_bits
+
+    findings: list[Finding] = []
+    for group in overlay_groups(ds):
+        try:
+            plane = np.asarray(ds.overlay_array(group), dtype=np.uint8)
+        except Exception as exc:
+            raise DeidError(
+                ErrorCode.DECODE_FAILED,
+                f"cannot unpack overlay group {group:04X} ({type(exc).__name__})",
+            ) from None
+        planes = plane[np.newaxis] if plane.ndim == 2 else plane
+        views = np.asarray(planes * 255, dtype=np.uint8)
+        frames = read_text(views, backend, rotated=rotated)
+        found = classify(frames, detector, mode=mode)
+        changed = False
+        for f in found:
+            box = pad_box(f.box, padding, planes.shape[1:])
+            if box is None:
+                continue
+            x, y, w, h = box
+            region = planes[f.frame, y : y + h, x : x + w]
+            changed |= bool(region.any())
+            region[...] = 0
+            findings.append(Finding(group, box, f.entity_type, "overlay", f.confidence, f.text))
+        if changed:
+            ds[group, 0x3000].value = pack_bits(planes.ravel())
+    return findings
+
+
+# --- the entry point ----------------------------------------------------------------------------
+
+
+def redact_pixels(
+    ds: Dataset,
+    *,
+    detector: TextDetector | None,
+    policy: Policy,
+    hmac: Callable[[str], str],
+    keep_raw_text: bool = False,
+    backend: OcrBackend | None = None,
+) -> PixelOutcome:
+    """Mask burned-in PHI (or all text) in every frame of ``ds``, in place.
+
+    Parameters
+    ----------
+    ds
+        A dataset with Pixel Data. Modified in place: PixelData (only when a
+        value changed), the transfer syntax and dependent attributes,
+        BurnedInAnnotation, overlay planes (under ``clean_graphics``).
+    detector
+        The shared text detector built with the record's identifiers
+        (``TextDetector.with_identifiers``); ``None`` only in ``all_text`` mode.
+    policy
+        ``policy.pixels`` drives the step; ``policy.options.clean_graphics``
+        enables overlay cleaning.
+    hmac
+        Keyed HMAC for the text of each masked box (goes into the entity).
+    keep_raw_text
+        Put the OCR text into ``Entity.raw_text`` (in memory only).
+    backend
+        The OCR backend; default ``get_backend(policy.pixels.ocr_backend)``.
+
+    Raises
+    ------
+    DeidError
+        ``too_many_pixels``, ``unsupported_transfer_syntax``,
+        ``decode_failed``, ``ocr_unavailable``, ``ocr_failed``,
+        ``encode_failed``: the file must not be written.
+    """
+    settings = policy.pixels
+    if settings.mode == "off" or "PixelData" not in ds:
+        return PixelOutcome(frames=frame_count(ds) if "PixelData" in ds else 0)
+    if settings.mode == "phi" and detector is None:
+        raise ValueError("phi mode needs a text detector")
+    check_declared_size(ds, settings.max_pixels)
+    backend = backend or get_backend(settings.ocr_backend)
+    decoded = decode(ds)
+    frames = decoded.frames
+    count = frames.shape[0]
+
+    views = ocr_views(ds, decoded)
+    findings = classify(
+        read_text(views, backend, rotated=settings.read_rotated), detector, mode=settings.mode
+    )
+    for box in matching_regions(ds, settings.regions):
+        for index in range(count):
+            findings.append(Finding(index, box, "TEXT", "region", 1.0, ""))
+
+    entities: list[Entity] = []
+    changed = False
+    for f in findings:
+        padded = pad_box(f.box, settings.padding if f.detector == "ocr" else 0, frames.shape[1:3])
+        if padded is None:
+            continue
+        changed |= mask_box(frames[f.frame], padded)
+        entities.append(_entity(f, padded, PIXEL_TAG, "PixelData", hmac, keep_raw_text))
+
+    if hidden_overlay_bits(ds):
+        changed = True  # the decoded values are already clean: re-encoding drops the bits
+        entities.append(
+            Entity(
+                location="pixel",
+                tag=PIXEL_TAG,
+                keyword="PixelData",
+                entity_type="OVERLAY",
+                detector="overlay",
+                action="removed",
+                value_hmac=hmac("overlay bits above HighBit"),
+            )
+        )
+    overlay_changed = False
+    if policy.options.clean_graphics:
+        for f in clean_overlays(
+            ds,
+            detector,
+            backend,
+            mode=settings.mode,
+            padding=settings.padding,
+            rotated=settings.read_rotated,
+        ):
+            entities.append(
+                _entity(
+                    f, f.box, f"({f.frame:04X},3000)", "OverlayData", hmac, keep_raw_text, frame=0
+                )
+            )
+
+    if changed:
+        encode_pixels(ds, frames, photometric=decoded.photometric, source=decoded.source)
+    if changed or "BurnedInAnnotation" in ds:
+        ds.BurnedInAnnotation = "NO"
+    return PixelOutcome(entities=entities, changed=changed or overlay_changed, frames=count)
+
+
+def _entity(
+    f: Finding,
+    box: Box,
+    tag: str,
+    keyword: str,
+    hmac: Callable[[str], str],
+    keep_raw_text: bool,
+    *,
+    frame: int | None = None,
+) -> Entity:
+    return Entity(
+        location="pixel",
+        tag=tag,
+        keyword=keyword,
+        entity_type=f.entity_type,
+        detector=f.detector,
+        action="masked",
+        value_hmac=hmac(f.text),
+        confidence=f.confidence,
+        frame=f.frame if frame is None else frame,
+        box=box,
+        raw_text=f.text if keep_raw_text else None,
+    )
