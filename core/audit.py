@@ -335,6 +335,10 @@ class PartitionAuditWriter:
         )
         self.entities.add(entity_rows(result))
 
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Append a ready ``files`` row (a row carried over by ``resume``)."""
+        self.files.add([{name: row.get(name) for name in FILES_SCHEMA.names}])
+
     def add_entity_table(self, table: pa.Table) -> None:
         """Append entity rows carried over from an earlier audit (``--resume``)."""
         self.entities.add_table(table)

@@ -1,0 +1,740 @@
+"""Run one manifest partition: de-identify its files, lay them out by pseudonymized UID, audit.
+
+:func:`run_partition` is the one function the CLI, the Airflow operator and the
+Dagster assets call. For each usable manifest row of the partition it reads the
+source (any fsspec URL), lets the engine de-identify it, writes the result
+atomically to::
+
+    <output_root>/<partition>/<study pseudo-UID>/<series pseudo-UID>/<SOP pseudo-UID>.dcm
+
+and streams one ``files`` row (and the file's ``entities`` rows) into the
+partition's audit (:mod:`dicomscrub.core.audit`). Then it removes anything under
+``<output_root>/<partition>/`` this run did not produce (outputs of an earlier
+run that are no longer valid, temporaries of a killed run) and commits the
+audit last. A rerun, also after the process was killed midway, therefore ends
+with the same outputs and audit rows (timings aside): pseudonyms are keyed
+HMACs, so outputs are deterministic.
+
+Work runs in a pool of ``workers`` processes (``forkserver`` on Linux, else
+``spawn``: safe inside Airflow and Dagster processes that run threads). Each
+worker builds its :class:`~dicomscrub.core.pipeline.Engine` once. At most
+``4 * workers`` files are in flight and results are consumed in manifest order,
+so memory does not grow with the partition. ``workers=1`` runs in-process.
+
+Examples
+--------
+>>> r = PartitionResult(partition="s-1", files=4, counts={"ok": 3, "failed": 1, "skipped": 0})
+>>> r.failed_fraction, r.budget_exceeded
+(0.25, True)
+>>> PartitionResult(partition="s-1", files=4, counts={"ok": 3, "failed": 1},
+...                 max_failed_fraction=0.25).budget_exceeded
+False
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import multiprocessing
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import __version__
+from .audit import PartitionAuditWriter, read_partition
+from .errors import ConfigurationError, DeidError, ErrorCode
+from .manifest import read_manifest
+from .policy import Policy
+from .results import FileResult
+from .storage import (
+    filesystem,
+    join,
+    list_files,
+    remove_empty_dirs,
+    remove_files,
+    safe_component,
+    validate_partition_key,
+    write_bytes_atomic,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    from .pipeline import Engine
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PartitionFailedError", "PartitionResult", "run_cli", "run_partition"]
+
+_SECRET_ENV = "DICOMSCRUB_SECRET"
+_STEPS = ("read", "header", "pixels", "encode", "write")
+
+
+class PartitionFailedError(RuntimeError):
+    """A partition's failed-file fraction is over its failure budget.
+
+    The message names the partition, counts and error codes only (no PHI).
+    ``summary`` is :meth:`PartitionResult.to_summary`.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class PartitionResult:
+    """What happened to one partition. Nothing in it is PHI except ``sample``.
+
+    Attributes
+    ----------
+    partition
+        The partition key.
+    files
+        Manifest rows of the partition (each has exactly one ``files`` audit row).
+    counts
+        Files by status: ``ok``, ``failed``, ``skipped``.
+    entities_by_type
+        Audit entity rows by entity type (including rows carried over by ``resume``).
+    entities_by_location
+        Audit entity rows by location (``header``, ``pixel``).
+    error_codes
+        Failed files by error code.
+    frames
+        Frames in the written outputs.
+    pixels_changed
+        Written files whose pixel data was changed (masked).
+    output
+        The partition's output folder ``<output_root>/<partition>``.
+    audit
+        The audit root.
+    audit_files, audit_entities
+        The two Parquet files of this partition.
+    seconds
+        Wall time of the run.
+    timings
+        Seconds per engine step, summed over files (``read``, ``header``,
+        ``pixels``, ``encode``, ``write``).
+    max_failed_fraction
+        The failure budget the run was given.
+    stale_removed
+        Files removed from the output folder because this run did not produce
+        them (earlier outputs no longer valid, temporaries of a killed run).
+    policy_hash, engine_version, run_id
+        As recorded in every ``files`` row.
+    sample
+        ``(source, output)`` of one written file, preferring one whose pixels
+        changed, for a before/after preview. The source path may hold PHI: it
+        is not part of :meth:`to_summary`.
+    """
+
+    partition: str
+    files: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    entities_by_type: dict[str, int] = field(default_factory=dict)
+    entities_by_location: dict[str, int] = field(default_factory=dict)
+    error_codes: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
+    pixels_changed: int = 0
+    output: str = ""
+    audit: str = ""
+    audit_files: str = ""
+    audit_entities: str = ""
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    max_failed_fraction: float = 0.0
+    stale_removed: int = 0
+    policy_hash: str = ""
+    engine_version: str = __version__
+    run_id: str = ""
+    sample: tuple[str, str] | None = None
+
+    @property
+    def ok(self) -> int:
+        """Files written."""
+        return self.counts.get("ok", 0)
+
+    @property
+    def failed(self) -> int:
+        """Files that could not be de-identified (not written)."""
+        return self.counts.get("failed", 0)
+
+    @property
+    def skipped(self) -> int:
+        """Files skipped by ``resume`` (unchanged since an earlier success)."""
+        return self.counts.get("skipped", 0)
+
+    @property
+    def failed_fraction(self) -> float:
+        """``failed / files`` (0 for an empty partition)."""
+        return self.failed / self.files if self.files else 0.0
+
+    @property
+    def budget_exceeded(self) -> bool:
+        """Whether ``failed_fraction`` is over ``max_failed_fraction``."""
+        return self.failed_fraction > self.max_failed_fraction
+
+    def to_summary(self) -> dict[str, Any]:
+        """A small JSON-safe dict for XCom or Dagster metadata (no PHI).
+
+        Examples
+        --------
+        >>> import json
+        >>> s = PartitionResult(partition="s-1", files=1, counts={"ok": 1}).to_summary()
+        >>> json.loads(json.dumps(s))["counts"]
+        {'ok': 1, 'failed': 0, 'skipped': 0}
+        """
+        return {
+            "partition": self.partition,
+            "files": self.files,
+            "counts": {s: self.counts.get(s, 0) for s in ("ok", "failed", "skipped")},
+            "entities_by_type": dict(sorted(self.entities_by_type.items())),
+            "entities_by_location": dict(sorted(self.entities_by_location.items())),
+            "error_codes": dict(sorted(self.error_codes.items())),
+            "frames": self.frames,
+            "pixels_changed": self.pixels_changed,
+            "failed_fraction": round(self.failed_fraction, 6),
+            "max_failed_fraction": self.max_failed_fraction,
+            "budget_exceeded": self.budget_exceeded,
+            "output": self.output,
+            "audit": self.audit,
+            "audit_files": self.audit_files,
+            "audit_entities": self.audit_entities,
+            "seconds": round(self.seconds, 3),
+            "files_per_second": round(self.files / self.seconds, 3) if self.seconds else 0.0,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "stale_removed": self.stale_removed,
+            "policy_hash": self.policy_hash,
+            "engine_version": self.engine_version,
+            "run_id": self.run_id,
+        }
+
+    def raise_for_budget(self) -> None:
+        """Raise :class:`PartitionFailedError` when the failure budget is exceeded."""
+        if self.budget_exceeded:
+            codes = ", ".join(f"{c}={n}" for c, n in sorted(self.error_codes.items()))
+            raise PartitionFailedError(
+                f"partition {self.partition}: {self.failed} of {self.files} files failed "
+                f"({self.failed_fraction:.1%} > budget {self.max_failed_fraction:.1%}; {codes}); "
+                f"see the files audit under {self.audit}",
+                self.to_summary(),
+            )
+
+
+# --- per-file work (runs in the worker processes, or in-process for workers=1) ---------------
+@dataclass(frozen=True)
+class _Task:
+    """One manifest row to process. Picklable; sent to a worker."""
+
+    index: int
+    source: str
+    partition_dir: str
+    originals: tuple[str, ...]
+    retain_uids: bool
+    storage_options: dict[str, Any] | None
+    previous_sha: str | None = None
+    previous_output: str | None = None
+
+
+def _layout(task: _Task, result: FileResult) -> str:
+    """``<partition_dir>/<study>/<series>/<sop>.dcm`` from the pseudonymized UIDs."""
+    parts = []
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        value = safe_component(result.uids.get(keyword, ""), what=f"pseudonymized {keyword}")
+        if not task.retain_uids and value in task.originals:
+            raise DeidError(ErrorCode.VERIFY_FAILED, f"the output {keyword} equals an original UID")
+        parts.append(value)
+    parts[-1] += ".dcm"
+    return join(task.partition_dir, *parts)
+
+
+def _failed(source: str, code: ErrorCode, message: str, sha: str = "") -> FileResult:
+    return FileResult(
+        source=source,
+        source_sha256=sha,
+        status="failed",
+        error_code=code.value,
+        error_message=message,
+    )
+
+
+def _process(engine: Engine, task: _Task) -> FileResult:
+    """Read, de-identify and write one file; never raises for per-file problems."""
+    started = time.perf_counter()
+    src_fs = filesystem(task.source, task.storage_options)
+    try:
+        data = src_fs.cat_file(task.source)
+    except Exception as exc:
+        result = _failed(
+            task.source, ErrorCode.READ_FAILED, f"cannot read the source ({type(exc).__name__})"
+        )
+        result.timings["total"] = time.perf_counter() - started
+        return result
+    read_seconds = time.perf_counter() - started
+    sha = hashlib.sha256(data).hexdigest()
+    out_fs = filesystem(task.partition_dir, task.storage_options)
+    if (
+        task.previous_sha == sha
+        and task.previous_output is not None
+        and out_fs.exists(task.previous_output)
+    ):
+        skipped = FileResult(
+            source=task.source, source_sha256=sha, status="skipped", output=task.previous_output
+        )
+        skipped.timings = {"read": read_seconds, "total": time.perf_counter() - started}
+        return skipped
+    try:
+        output, result = engine.process_bytes(data)
+    except Exception as exc:  # the engine promises not to raise; stay fail-closed if it does
+        output, result = (
+            None,
+            _failed(
+                task.source, ErrorCode.INTERNAL_ERROR, f"engine error ({type(exc).__name__})", sha
+            ),
+        )
+    del data
+    result.source = task.source
+    result.source_sha256 = result.source_sha256 or sha
+    result.timings["read"] = result.timings.get("read", 0.0) + read_seconds
+    if result.status == "ok":
+        result.output = None
+        try:
+            if output is None:
+                raise DeidError(ErrorCode.INTERNAL_ERROR, "the engine returned no output")
+            destination = _layout(task, result)
+            write_started = time.perf_counter()
+            write_bytes_atomic(out_fs, destination, output)
+            result.timings["write"] = result.timings.get("write", 0.0) + (
+                time.perf_counter() - write_started
+            )
+            result.output = destination
+        except DeidError as exc:
+            result = _failed(task.source, exc.code, exc.message, result.source_sha256)
+        except Exception as exc:
+            result = _failed(
+                task.source,
+                ErrorCode.WRITE_FAILED,
+                f"cannot write the output ({type(exc).__name__})",
+                result.source_sha256,
+            )
+    else:
+        result.output = None
+    result.timings["total"] = time.perf_counter() - started
+    return result
+
+
+# One engine per process, built on first use and reused across partitions with the same settings.
+_ENGINE: tuple[tuple[str, str], Engine] | None = None
+
+
+def _engine(policy: Policy, secret: str) -> Engine:
+    global _ENGINE
+    key = (policy.policy_hash(), hashlib.sha256(secret.encode()).hexdigest())
+    if _ENGINE is None or _ENGINE[0] != key:
+        from .pipeline import Engine
+
+        _ENGINE = (key, Engine(policy, secret))
+    return _ENGINE[1]
+
+
+_WORKER_SETTINGS: tuple[Policy, str] | None = None
+
+
+def _init_worker(policy: Policy, secret: str) -> None:
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = (policy, secret)
+    _engine(policy, secret)  # load models once, before the first file
+
+
+def _work(task: _Task) -> FileResult:
+    assert _WORKER_SETTINGS is not None, "worker not initialised"
+    return _process(_engine(*_WORKER_SETTINGS), task)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["dicomscrub.core.runner"])
+    return ctx
+
+
+def _run_tasks(
+    tasks: Iterable[_Task], policy: Policy, secret: str, workers: int
+) -> Iterator[FileResult]:
+    """Yield one result per task, in task order, with at most ``4 * workers`` in flight."""
+    if workers <= 1:
+        engine = _engine(policy, secret)
+        for task in tasks:
+            yield _process(engine, task)
+        return
+    window = 4 * workers
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_mp_context(),
+        initializer=_init_worker,
+        initargs=(policy, secret),
+    ) as pool:
+        pending: deque[Future[FileResult]] = deque()
+        try:
+            for task in tasks:
+                pending.append(pool.submit(_work, task))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+# --- the partition run ---------------------------------------------------------------------
+def _resolve_secret(secret: str | None) -> str:
+    if secret is None:
+        secret = os.environ.get(_SECRET_ENV) or None
+    if not secret:
+        raise ConfigurationError(f"no pseudonymization secret: pass secret= or set {_SECRET_ENV}")
+    return secret
+
+
+def _previous_successes(
+    audit_root: str, partition: str, policy_hash: str, storage_options: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """``source -> files row`` of earlier ok/skipped rows made with the same policy and engine."""
+    previous = read_partition(audit_root, "files", partition, storage_options=storage_options)
+    if previous is None:
+        return {}
+    good = previous[
+        previous["status"].isin(["ok", "skipped"])
+        & previous["output"].notna()
+        & (previous["policy_hash"] == policy_hash)
+        & (previous["engine_version"] == __version__)
+    ]
+    return {
+        str(row["source"]): {str(k): v for k, v in row.items()} for row in good.to_dict("records")
+    }
+
+
+def run_partition(
+    manifest: pd.DataFrame | str | os.PathLike[str],
+    partition_key: str,
+    output_root: str,
+    audit_root: str,
+    policy: Policy | str | dict[str, Any] | None = None,
+    secret: str | None = None,
+    workers: int = 1,
+    *,
+    max_failed_fraction: float = 0.0,
+    resume: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> PartitionResult:
+    """De-identify one manifest partition and replace its audit.
+
+    Parameters
+    ----------
+    manifest
+        Manifest path/URL (CSV or Parquet) or DataFrame (see :mod:`dicomscrub.core.manifest`).
+    partition_key
+        The partition to run.
+    output_root, audit_root
+        Roots (paths or fsspec URLs) for outputs and the Parquet audit.
+    policy
+        A :class:`~dicomscrub.core.policy.Policy`, built-in name, YAML path or dict.
+    secret
+        The pseudonymization secret; ``None`` reads ``DICOMSCRUB_SECRET``.
+    workers
+        Worker processes; 1 runs in-process.
+    max_failed_fraction
+        Failure budget: the result's ``budget_exceeded`` is true when more than
+        this fraction of files failed. The audit is written either way.
+    resume
+        Skip files whose source SHA-256, policy hash and engine version match an
+        earlier ``ok``/``skipped`` row of this partition's audit and whose output
+        still exists. They get status ``skipped`` (their entity rows are carried over).
+    storage_options
+        Passed to fsspec for the manifest, sources, outputs and audit.
+    progress
+        Show a progress bar (tqdm) on stderr.
+
+    Returns
+    -------
+    PartitionResult
+
+    Raises
+    ------
+    ConfigurationError
+        No secret, an invalid policy or partition key, a partition with no rows,
+        or sources inside the partition's output folder. Raised before any file
+        is touched.
+    """
+    started = time.perf_counter()
+    validate_partition_key(partition_key, allow_date_like=True)
+    if not 0.0 <= max_failed_fraction <= 1.0:
+        raise ConfigurationError("max_failed_fraction must be between 0 and 1")
+    if workers < 1:
+        raise ConfigurationError("workers must be at least 1")
+    secret = _resolve_secret(secret)
+    policy_obj = Policy.load(policy)
+    policy_hash = policy_obj.policy_hash()
+    df = read_manifest(manifest, storage_options=storage_options, secret=secret)
+    rows = df[(df["partition"] == partition_key) & (df["reject_reason"] == "")]
+    if rows.empty:
+        raise ConfigurationError("the partition has no usable rows in the manifest")
+    partition_dir = join(output_root, partition_key)
+    if any(str(p).startswith(partition_dir.rstrip("/") + "/") for p in rows["path"]):
+        raise ConfigurationError("sources lie inside the partition's output folder")
+
+    previous = (
+        _previous_successes(audit_root, partition_key, policy_hash, storage_options)
+        if resume
+        else {}
+    )
+    # Duplicate SOPInstanceUIDs would map to one output path: keep the first, fail the others.
+    duplicate = rows["sop_uid"].ne("") & rows["sop_uid"].duplicated(keep="first")
+    retain_uids = policy_obj.options.retain_uids
+    tasks = (
+        _Task(
+            index=i,
+            source=str(row.path),
+            partition_dir=partition_dir,
+            originals=(str(row.study_uid), str(row.series_uid), str(row.sop_uid)),
+            retain_uids=retain_uids,
+            storage_options=storage_options,
+            previous_sha=previous.get(str(row.path), {}).get("source_sha256"),
+            previous_output=previous.get(str(row.path), {}).get("output"),
+        )
+        for i, row in enumerate(rows[~duplicate].itertuples(index=False))
+    )
+    sizes = dict(zip(rows["path"].astype(str), rows["size"], strict=True))
+
+    run_id = uuid.uuid4().hex
+    result = PartitionResult(
+        partition=partition_key,
+        files=len(rows),
+        output=partition_dir,
+        audit=audit_root,
+        max_failed_fraction=max_failed_fraction,
+        policy_hash=policy_hash,
+        run_id=run_id,
+    )
+    writer = PartitionAuditWriter(audit_root, partition_key, storage_options)
+    counts: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    by_location: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    timings: dict[str, float] = dict.fromkeys(_STEPS, 0.0)
+    produced: set[str] = set()
+    carried: set[str] = set()
+
+    sample_changed = False
+
+    def record(file_result: FileResult) -> None:
+        nonlocal sample_changed
+        now = dt.datetime.now(dt.UTC)
+        counts[file_result.status] += 1
+        if file_result.status == "skipped":
+            carried.add(file_result.source)
+            writer.add_row(_carried_row(previous[file_result.source], file_result, run_id, now))
+        else:
+            writer.add(
+                file_result,
+                source_size=int(sizes.get(file_result.source, -1)),
+                policy_hash=policy_hash,
+                engine_version=__version__,
+                run_id=run_id,
+                processed_at=now,
+            )
+        if file_result.status == "failed":
+            codes[file_result.error_code or ErrorCode.INTERNAL_ERROR.value] += 1
+        elif file_result.output:
+            produced.add(file_result.output)
+            if result.sample is None or (file_result.pixels_changed and not sample_changed):
+                result.sample = (file_result.source, file_result.output)
+                sample_changed = file_result.pixels_changed
+        for entity in file_result.entities:
+            by_type[entity.entity_type] += 1
+            by_location[entity.location] += 1
+        for step in _STEPS:
+            timings[step] += file_result.timings.get(step, 0.0)
+        result.frames += file_result.frames
+        result.pixels_changed += int(file_result.pixels_changed)
+
+    try:
+        for dup in rows[duplicate].itertuples(index=False):
+            record(
+                _failed(
+                    str(dup.path),
+                    ErrorCode.INVALID_VALUE,
+                    "duplicate SOPInstanceUID in the partition; the first file is kept",
+                )
+            )
+        results = _run_tasks(tasks, policy_obj, secret, workers)
+        if progress:
+            from tqdm import tqdm  # type: ignore[import-untyped]
+
+            results = tqdm(
+                results,
+                total=len(rows) - int(duplicate.sum()),
+                unit="file",
+                desc=partition_key,
+                file=sys.stderr,
+            )
+        for file_result in results:
+            record(file_result)
+        if carried:
+            for table in _carried_entities(audit_root, partition_key, carried, storage_options):
+                writer.add_entity_table(table)
+                for name, column in (("entity_type", by_type), ("location", by_location)):
+                    column.update(Counter(table.column(name).to_pylist()))
+        result.stale_removed = _remove_stale(partition_dir, produced, storage_options)
+        paths = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    result.counts = dict(counts)
+    result.entities_by_type = dict(by_type)
+    result.entities_by_location = dict(by_location)
+    result.error_codes = dict(codes)
+    result.timings = {step: timings[step] for step in _STEPS}
+    result.audit_files = paths["files"]
+    result.audit_entities = paths["entities"]
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "partition %s: %d files, %d ok, %d failed, %d skipped in %.1f s",
+        partition_key,
+        result.files,
+        result.ok,
+        result.failed,
+        result.skipped,
+        result.seconds,
+    )
+    return result
+
+
+def _carried_row(
+    previous: dict[str, Any], skipped: FileResult, run_id: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The ``files`` row of a file skipped by ``resume``: the earlier row, re-stamped."""
+    row = {k: v for k, v in previous.items() if k != "partition"}
+    row.update(
+        status="skipped",
+        error_code=None,
+        error_message=None,
+        run_id=run_id,
+        processed_at=now,
+        seconds_read=skipped.timings.get("read"),
+        seconds_total=skipped.timings.get("total"),
+    )
+    for step in ("header", "pixels", "encode", "write"):
+        row[f"seconds_{step}"] = None
+    return row
+
+
+def _carried_entities(
+    audit_root: str, partition: str, sources: set[str], storage_options: dict[str, Any] | None
+) -> Iterator[Any]:
+    """Earlier entity rows of ``sources``, batch by batch (pyarrow tables)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .audit import partition_path
+
+    fs = filesystem(audit_root, storage_options)
+    path = partition_path(audit_root, "entities", partition)
+    if not fs.exists(path):
+        return
+    wanted = pa.array(sorted(sources), type=pa.string())
+    with fs.open(path, "rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192):
+            table = pa.Table.from_batches([batch])
+            kept = table.filter(pc.is_in(table.column("source"), value_set=wanted))
+            if kept.num_rows:
+                yield kept
+
+
+def _remove_stale(
+    partition_dir: str, produced: set[str], storage_options: dict[str, Any] | None
+) -> int:
+    """Remove files under ``partition_dir`` this run did not produce; return how many."""
+    fs = filesystem(partition_dir, storage_options)
+    stale = [p for p in list_files(fs, partition_dir) if p not in produced]
+    remove_files(fs, stale)
+    remove_empty_dirs(fs, partition_dir)
+    if stale:
+        log.info("removed %d stale files from the partition's output folder", len(stale))
+    return len(stale)
+
+
+# --- command line ----------------------------------------------------------------------------
+def _table(results: list[PartitionResult]) -> str:
+    frame = pd.DataFrame(
+        [
+            {
+                "partition": r.partition,
+                "files": r.files,
+                "ok": r.ok,
+                "failed": r.failed,
+                "skipped": r.skipped,
+                "header ent.": r.entities_by_location.get("header", 0),
+                "pixel ent.": r.entities_by_location.get("pixel", 0),
+                "seconds": round(r.seconds, 1),
+                "budget": "EXCEEDED" if r.budget_exceeded else "ok",
+            }
+            for r in results
+        ]
+    )
+    return frame.to_string(index=False)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``dicomscrub run MANIFEST --output OUT --audit AUDIT (--partition KEY ... | --all)``.
+
+    Exit status: 0 when every partition is within its failure budget, 1 otherwise.
+    """
+    from .manifest import partition_keys
+
+    if args.ephemeral_secret:
+        secret = secrets.token_hex(32)
+        log.warning("using an ephemeral secret: pseudonyms will not match any other run")
+    else:
+        secret = os.environ.get(args.secret_env) or ""
+        if not secret:
+            raise ConfigurationError(
+                f"no pseudonymization secret: set {args.secret_env} or pass --ephemeral-secret"
+            )
+    manifest = read_manifest(args.manifest, secret=secret)
+    keys: list[str] = partition_keys(manifest) if args.all else list(args.partition)
+    unknown = set(keys) - set(partition_keys(manifest))
+    if unknown:
+        raise ConfigurationError(f"{len(unknown)} requested partitions are not in the manifest")
+    results = []
+    for key in keys:
+        results.append(
+            run_partition(
+                manifest,
+                key,
+                args.output,
+                args.audit,
+                policy=args.policy,
+                secret=secret,
+                workers=args.workers,
+                max_failed_fraction=args.max_failed_fraction,
+                resume=args.resume,
+                progress=not args.quiet,
+            )
+        )
+    print(_table(results))
+    print(f"outputs under {args.output}; audit under {args.audit}")
+    return 1 if any(r.budget_exceeded for r in results) else 0
