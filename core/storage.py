@@ -231,6 +231,7 @@ def list_files(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     Returns an empty list when ``root`` does not exist. Hidden files are included
     (callers decide what to do with temporaries).
     """
+    fs.invalidate_cache(root)  # other processes (workers) may have written meanwhile
     if not fs.exists(root):
         return []
     base = fs._strip_protocol(root).rstrip("/")

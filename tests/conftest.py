@@ -55,3 +55,46 @@ def tmp_cwd(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(old)
+
+
+class S3Server:
+    """moto's S3 server on a free loopback port (never a remote address)."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.storage_options = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": endpoint_url},
+        }
+        self._buckets = 0
+
+    def make_bucket(self) -> str:
+        """Create a fresh bucket; return ``s3://<name>``."""
+        import s3fs
+
+        self._buckets += 1
+        name = f"dicomscrub-test-{os.getpid()}-{self._buckets}"
+        s3fs.S3FileSystem(**self.storage_options).mkdir(name)
+        return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A session-wide moto S3 server on 127.0.0.1 (tests pass ``storage_options`` to fsspec)."""
+    threaded = pytest.importorskip("moto.moto_server.threaded_moto_server")
+    pytest.importorskip("s3fs")
+    server = threaded.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1"
+    try:
+        yield S3Server(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on the loopback S3 server, as ``s3://<name>``."""
+    return s3_server.make_bucket()
