@@ -95,7 +95,7 @@ def _build_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition
     )
     def dicom_manifest(
         context: AssetExecutionContext, dicomscrub: DicomScrubResource
-    ) -> MaterializeResult:
+    ) -> MaterializeResult[None]:
         from dicomscrub.core.manifest import (
             build_manifest,
             partition_keys,
@@ -142,18 +142,18 @@ def _build_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition
     )
     def deidentified_dicom(
         context: AssetExecutionContext, dicomscrub: DicomScrubResource
-    ) -> MaterializeResult:
+    ) -> MaterializeResult[None]:
         key = context.partition_key
         result = dicomscrub.run_partition(key)
         summary = result.to_summary()
         metadata = partition_metadata(summary, preview=_preview(context, dicomscrub, key))
         if result.budget_exceeded:
-            raise Failure(
-                description=f"partition {key}: failed files exceed the failure budget "
-                f"(max_failed_fraction={dicomscrub.max_failed_fraction}); "
-                "see the `files` audit for error codes",
-                metadata=metadata,
-            )
+            from dicomscrub.core.runner import PartitionFailedError
+
+            try:
+                result.raise_for_budget()
+            except PartitionFailedError as exc:  # counts and codes only, no PHI
+                raise Failure(description=str(exc), metadata=metadata) from None
         context.log.info("partition %s: %s", key, _counts_text(summary))
         return MaterializeResult(metadata=metadata)
 
@@ -169,7 +169,7 @@ def _build_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition
         )
         def _audit(
             context: AssetExecutionContext, dicomscrub: DicomScrubResource
-        ) -> MaterializeResult:
+        ) -> MaterializeResult[None]:
             frame = dicomscrub.read_audit(table, context.partition_key)
             return MaterializeResult(
                 metadata=audit_table_metadata(

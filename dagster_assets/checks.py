@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from .assets import DEIDENTIFIED
+from .metadata import count_table
 from .partitions import DICOM_PARTITIONS
 from .resource import DicomScrubResource
 
@@ -55,9 +56,9 @@ def _build_checks(partitions_def: PartitionsDefinition) -> list[AssetChecksDefin
         name="no_residual_phi",
         blocking=True,
         partitions_def=partitions_def,
-        description="Re-reads every output of the partition and searches it for the source "
-        "files' identifiers (deny-list values); every written file passed write-time "
-        "verification.",
+        description="Re-reads every output of the partition next to its source and searches "
+        "it for the source's identifiers (deny-list values); every output the audit names "
+        "exists. Also reports files the run itself refused at write-time verification.",
     )
     def no_residual_phi(
         context: AssetCheckExecutionContext, dicomscrub: DicomScrubResource
@@ -66,7 +67,16 @@ def _build_checks(partitions_def: PartitionsDefinition) -> list[AssetChecksDefin
         return AssetCheckResult(
             passed=report.residual_phi_ok,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"files_scanned": MetadataValue.int(report.files_scanned)},
+            description=None
+            if report.residual_phi_ok
+            else "outputs hold identifiers of their sources, or outputs are missing",
+            metadata={
+                "files_scanned": MetadataValue.int(report.files_scanned),
+                "files_with_residual_phi": MetadataValue.int(report.files_with_residual_phi),
+                "residual_keywords": count_table(report.residual_keywords, "keyword", "files"),
+                "outputs_missing": MetadataValue.int(report.outputs_missing),
+                "verify_failures": MetadataValue.int(report.verify_failures),
+            },
         )
 
     @asset_check(
@@ -75,16 +85,28 @@ def _build_checks(partitions_def: PartitionsDefinition) -> list[AssetChecksDefin
         blocking=True,
         partitions_def=partitions_def,
         description="Every manifest row of the partition appears exactly once in the `files` "
-        "audit (ok, failed or skipped), and the audit lists nothing else.",
+        "audit (ok, failed or skipped), the audit lists nothing else, and every file under "
+        "the partition's output folder is named by the audit.",
     )
     def manifest_rows_accounted_for(
         context: AssetCheckExecutionContext, dicomscrub: DicomScrubResource
     ) -> AssetCheckResult:
-        report = dicomscrub.check_partition(context.partition_key)
+        report = dicomscrub.check_partition(context.partition_key, rescan_outputs=False)
+        passed = report.accounted_ok and not report.stale_outputs
         return AssetCheckResult(
-            passed=report.accounted_ok,
+            passed=passed,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"manifest_rows": MetadataValue.int(report.manifest_rows)},
+            description=None
+            if passed
+            else "the audit and the manifest (or the output folder) disagree",
+            metadata={
+                "manifest_rows": MetadataValue.int(report.manifest_rows),
+                "audit_rows": MetadataValue.int(report.audit_rows),
+                "missing_rows": MetadataValue.int(report.missing_rows),
+                "duplicate_rows": MetadataValue.int(report.duplicate_rows),
+                "unexpected_rows": MetadataValue.int(report.unexpected_rows),
+                "stale_outputs": MetadataValue.int(report.stale_outputs),
+            },
         )
 
     return [no_residual_phi, manifest_rows_accounted_for]

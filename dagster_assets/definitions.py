@@ -101,7 +101,6 @@ def build_definitions(
     job = define_asset_job(
         PARTITION_JOB,
         selection=AssetSelection.assets(DEIDENTIFIED).downstream(),
-        partitions_def=partitions_def,
         description="De-identify one manifest partition, check it, publish its audit.",
     )
     return Definitions(

@@ -72,6 +72,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     import pandas as pd
     from dagster import AssetSelection, DagsterInstance, EnvVar, materialize
 
+    from dicomscrub.core.answer_key import DICOM_DIR
     from dicomscrub.core.manifest import partition_keys, read_manifest
     from dicomscrub.core.samples import generate_corpus
 
@@ -89,12 +90,13 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         patients=args.patients,
         studies_per_patient=args.studies_per_patient,
     )
-    files = [p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm"]
+    dicom_dir = input_dir / DICOM_DIR  # the answer key stays next to it, out of the scan
+    files = [p for p in dicom_dir.rglob("*") if p.is_file()]
     print(f"      {len(files)} DICOM files, {args.patients} patients")
 
     resource = DicomScrubResource(
         secret=EnvVar(SECRET_ENV),
-        input=str(input_dir),
+        input=str(dicom_dir),
         manifest=str(root / "manifest.parquet"),
         output_root=str(root / "output"),
         audit_root=str(root / "audit"),

@@ -54,21 +54,48 @@ def location(url: str) -> Any:
 
 
 def partition_metadata(summary: Mapping[str, Any], *, preview: bytes | None) -> Metadata:
-    """Metadata of a de-identified partition from ``PartitionResult.to_summary()``."""
+    """Metadata of a de-identified partition from ``PartitionResult.to_summary()``.
+
+    Examples
+    --------
+    >>> md = partition_metadata(
+    ...     {"counts": {"ok": 2, "failed": 1}, "entities_by_type": {"PERSON": 3, "DATE": 1},
+    ...      "output": "/out/s-1", "audit_files": "/audit/files/partition=s-1/part-0.parquet",
+    ...      "seconds": 1.5, "timings": {"pixels": 1.0}},
+    ...     preview=None)
+    >>> md["files_ok"].value, md["files_failed"].value, md["entities"].value
+    (2, 1, 4)
+    >>> [r.data["entity_type"] for r in md["entities_by_type"].records]
+    ['PERSON', 'DATE']
+    """
     counts: Mapping[str, int] = summary.get("counts", {})
     entities: Mapping[str, int] = summary.get("entities_by_type", {})
-    timings: Mapping[str, float] = summary.get("timings", {})
     md: Metadata = {
         "files_ok": MetadataValue.int(int(counts.get("ok", 0))),
         "files_failed": MetadataValue.int(int(counts.get("failed", 0))),
         "files_skipped": MetadataValue.int(int(counts.get("skipped", 0))),
         "entities": MetadataValue.int(sum(int(v) for v in entities.values())),
         "entities_by_type": count_table(entities, "entity_type"),
-        "output_path": location(str(summary.get("output", ""))),
-        "audit_path": location(str(summary.get("audit", ""))),
     }
-    for name, seconds in timings.items():
-        md[f"seconds_{name}"] = MetadataValue.float(round(float(seconds), 3))
+    if summary.get("entities_by_location"):
+        md["entities_by_location"] = count_table(summary["entities_by_location"], "location")
+    if summary.get("error_codes"):
+        md["failed_by_error_code"] = count_table(summary["error_codes"], "error_code", "files")
+    for name in ("frames", "pixels_changed", "stale_removed"):
+        if name in summary:
+            md[name] = MetadataValue.int(int(summary[name]))
+    for name in ("output", "audit_files", "audit_entities"):
+        if summary.get(name):
+            md[f"{name}_path" if name == "output" else name] = location(str(summary[name]))
+    if "seconds" in summary:
+        md["seconds"] = MetadataValue.float(float(summary["seconds"]))
+    if "files_per_second" in summary:
+        md["files_per_second"] = MetadataValue.float(float(summary["files_per_second"]))
+    for step, seconds in summary.get("timings", {}).items():
+        md[f"seconds_{step}"] = MetadataValue.float(round(float(seconds), 3))
+    for name in ("policy_hash", "engine_version"):
+        if summary.get(name):
+            md[name] = MetadataValue.text(str(summary[name]))
     if preview is not None:
         md["preview"] = preview_markdown(preview)
     return md
@@ -108,8 +135,8 @@ def audit_table_metadata(
     if table == "files" and "status" in frame:
         md["files_by_status"] = count_table(frame["status"].value_counts().to_dict(), "status")
     if table == "entities" and {"location", "entity_type"} <= set(frame.columns):
-        by = frame.groupby(["location", "entity_type"]).size()
+        labels = frame["location"].astype(str) + "/" + frame["entity_type"].astype(str)
         md["entities_by_location_and_type"] = count_table(
-            {f"{loc}/{kind}": n for (loc, kind), n in by.items()}, "location/entity_type"
+            labels.value_counts().to_dict(), "location/entity_type"
         )
     return md

@@ -30,10 +30,11 @@ from pydantic import Field
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dicomscrub.core.audit import PartitionCheck
     from dicomscrub.core.runner import PartitionResult
 
 
-class DicomScrubResource(ConfigurableResource):  # type: ignore[misc]
+class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
     """De-identify manifest partitions with dicomscrub and read back their audit.
 
     Every path is a local path or an fsspec URL (``s3://``, ``gs://``,
@@ -139,6 +140,27 @@ class DicomScrubResource(ConfigurableResource):  # type: ignore[misc]
             workers=self.workers,
             max_failed_fraction=self.max_failed_fraction,
             resume=self.resume,
+            storage_options=self.storage_options or None,
+        )
+
+    def check_partition(self, partition_key: str, *, rescan_outputs: bool = True) -> PartitionCheck:
+        """Check a partition's outputs and audit (counts and keywords only; no PHI).
+
+        Parameters
+        ----------
+        partition_key
+            A partition key of the manifest.
+        rescan_outputs
+            Re-read every output and its source to search for residual PHI.
+        """
+        from dicomscrub.core.audit import check_partition
+
+        return check_partition(
+            self.manifest,
+            partition_key,
+            self.output_root,
+            self.audit_root,
+            rescan_outputs=rescan_outputs,
             storage_options=self.storage_options or None,
         )
 
