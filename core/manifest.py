@@ -389,6 +389,7 @@ def _complete(
     else:
         df["partition"] = _assign_partitions(df, partition_by, keyer or _Keyer(None))
     df.loc[df["reject_reason"] != "", "partition"] = None
+    df["partition"] = df["partition"].astype("str")  # missing stays missing (NaN)
     extra = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     return df[[*MANIFEST_COLUMNS, *extra]]
 
