@@ -133,6 +133,8 @@ def encode_pixels(
         if "LossyImageCompressionMethod" not in ds:
             ds.LossyImageCompressionMethod = LOSSY[source]
 
+    if not source.is_little_endian:
+        _parse_every_element(ds)
     target = target_syntax(source)
     if target.is_compressed:
         try:
@@ -149,6 +151,16 @@ def encode_pixels(
         ) from None
     ds.file_meta.TransferSyntaxUID = target
     return target
+
+
+def _parse_every_element(ds: Dataset) -> None:
+    """Parse every raw element so the dataset can be written little endian afterwards."""
+
+    def visit(dataset: Dataset, elem: object) -> None:
+        return None
+
+    ds.walk(visit)
+    ds.set_original_encoding(None, None)
 
 
 def _store_native(ds: Dataset, frames: NDArray[np.generic]) -> None:

@@ -264,9 +264,13 @@ def ocr_views(ds: Dataset, decoded: Decoded) -> NDArray[np.uint8]:
 
 @dataclass
 class FrameText:
-    """The OCR lines of one frame: words grouped by line, in reading order."""
+    """The OCR lines of one frame: words grouped by line, in reading order.
+
+    ``regions[i]`` is the proposed region (view box) line ``i`` was read from.
+    """
 
     lines: list[list[Word]]
+    regions: list[Box] = field(default_factory=list)
 
     def text(self) -> tuple[str, list[tuple[int, int, Word]]]:
         """The frame's text (lines joined by newlines) and each word's character range."""
@@ -321,15 +325,15 @@ def read_text(
     words = read_regions(backend, unique) if unique else []
     frames: list[FrameText] = []
     for indices in per_frame:
-        lines: list[list[Word]] = []
+        found: list[tuple[list[Word], Box]] = []
         for index in indices:
             by_line: dict[int, list[Word]] = {}
             for word in words[index]:
                 by_line.setdefault(word.line, []).append(word)
-            lines.extend(sorted(ws, key=lambda w: (w.box[0], w.box[1])) for ws in by_line.values())
-        lines = [line for line in lines if line]
-        lines.sort(key=lambda line: (min(w.box[1] for w in line), min(w.box[0] for w in line)))
-        frames.append(FrameText(lines))
+            box = unique[index][1].box
+            found.extend((sorted(ws, key=lambda w: w.box[0]), box) for ws in by_line.values() if ws)
+        found.sort(key=lambda item: (min(w.box[1] for w in item[0]), item[0][0].box[0]))
+        frames.append(FrameText([ws for ws, _ in found], [box for _, box in found]))
     return frames
 
 
@@ -352,28 +356,39 @@ def _is_text(word: Word) -> bool:
 
 
 def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: str) -> list[Finding]:
-    """Decide which words to mask on each frame; merge adjacent words of one span."""
+    """Decide what to mask on each frame.
+
+    ``all_text``: every line holding at least one real word, as the union of
+    its words and its proposed region. ``phi``: the words each detected span
+    covers, one box per span and line, stretched to the region's edge when the
+    span reaches the first or last word of the line (OCR boxes can be a glyph
+    short of the ink).
+    """
     findings: list[Finding] = []
     cache: dict[str, Sequence[SpanLike]] = {}
     for index, frame in enumerate(frames):
-        text, offsets = frame.text()
         if mode == "all_text":
-            for line in frame.lines:
-                for word in line:
-                    if _is_text(word):
-                        findings.append(
-                            Finding(index, word.box, "TEXT", "ocr", word.confidence, word.text)
-                        )
+            for line, region in zip(frame.lines, frame.regions, strict=True):
+                real = [w for w in line if _is_text(w)]
+                if real:
+                    box = _union([region, *(w.box for w in line)])
+                    confidence = max(w.confidence for w in real)
+                    text = " ".join(w.text for w in line)
+                    findings.append(Finding(index, box, "TEXT", "ocr", round(confidence, 3), text))
             continue
+        text, offsets = frame.text()
         if detector is None or not text.strip():
             continue
         spans = cache.get(text)
         if spans is None:
             spans = cache[text] = list(detector.detect(text, ocr=True))
         for span in spans:
-            hit = [(s, w) for s, e, w in offsets if s < span.end and e > span.start]
-            for group in _by_line(hit, frame):
-                box = _union([w.box for w in group])
+            hit = [w for s, e, w in offsets if s < span.end and e > span.start]
+            for line, region in zip(frame.lines, frame.regions, strict=True):
+                group = [w for w in line if any(w is h for h in hit)]
+                if not group:
+                    continue
+                box = _stretch(_union([w.box for w in group]), group, line, region)
                 confidence = min(span.confidence, min(w.confidence for w in group))
                 findings.append(
                     Finding(
@@ -388,15 +403,17 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
     return findings
 
 
-def _by_line(hit: list[tuple[int, Word]], frame: FrameText) -> list[list[Word]]:
-    """Split the words a span covers into one group per line."""
-    groups: list[list[Word]] = []
-    for line in frame.lines:
-        ids = {id(w) for w in line}
-        group = [w for _, w in hit if id(w) in ids]
-        if group:
-            groups.append(group)
-    return groups
+def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
+    """Stretch a span's box to the region edge where the span starts or ends the line."""
+    x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+    rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
+    if group[0] is line[0]:
+        x0 = min(x0, rx0)
+    if group[-1] is line[-1]:
+        x1 = max(x1, rx1)
+    if ry1 - ry0 <= 1.6 * box[3]:  # a one-line region: take its full height
+        y0, y1 = min(y0, ry0), max(y1, ry1)
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def _union(boxes: Sequence[Box]) -> Box:
@@ -640,11 +657,9 @@ def redact_pixels(
             padding=settings.padding,
             rotated=settings.read_rotated,
         ):
-            entities.append(
-                _entity(
-                    f, f.box, f"({f.frame:04X},3000)", "OverlayData", hmac, keep_raw_text, frame=0
-                )
-            )
+            overlay_changed = True
+            tag = f"({f.frame:04X},3000)"
+            entities.append(_entity(f, f.box, tag, "OverlayData", hmac, keep_raw_text, frame=0))
 
     if changed:
         encode_pixels(ds, frames, photometric=decoded.photometric, source=decoded.source)

@@ -1,0 +1,514 @@
+"""Pixel engine on generated files: every encoding and photometric interpretation.
+
+Each file is built here: an anatomy-like background with text burned into the
+stored values (several fonts and sizes, corners, a banner, a rotated line, a
+frame counter on a cine), then encoded in the transfer syntax under test with
+pydicom's own encoders (Pillow for JPEG baseline). ``all_text`` mode must mask
+every burned-in string on every frame, change nothing outside the masked
+boxes, and leave a file that decodes with the same shape and frames. Both OCR
+backends run the same tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+from dicomscrub.core.errors import DeidError, ErrorCode
+from dicomscrub.core.ocr import OcrBackend, PytesseractBackend, TesserocrBackend, get_backend
+from dicomscrub.core.pixels import (
+    check_declared_size,
+    decode,
+    hidden_overlay_bits,
+    ocr_views,
+    read_text,
+    redact_pixels,
+)
+from dicomscrub.core.policy import FixedRegion, Policy
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+ALL_TEXT = Policy.named("all-text")
+
+
+def _hmac(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(b"k" + text.encode()).hexdigest()
+
+
+def _font(kind: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font, or a DejaVu face when the system has it."""
+    path = DEJAVU / {"mono": "DejaVuSansMono.ttf", "serif": "DejaVuSerif.ttf"}.get(kind, "")
+    if kind != "sans" and path.is_file():
+        return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size)
+
+
+@dataclass
+class Burned:
+    """Where text was burned in: per frame, the ink mask and the strings."""
+
+    ink: NDArray[np.bool_]  # (frames, rows, cols)
+    strings: list[list[str]]
+
+
+def burn_text(
+    rows: int, cols: int, frames: int, *, counter: bool = False, rotated: bool = True
+) -> Burned:
+    """Render the test captions into an ink mask (same captions on every frame)."""
+    ink = np.zeros((frames, rows, cols), bool)
+    strings: list[list[str]] = []
+    for f in range(frames):
+        img = Image.new("L", (cols, rows), 0)
+        draw = ImageDraw.Draw(img)
+        texts = [
+            ((6, 6), "DOE^JANE 1234567", _font("sans", 16)),
+            ((cols - 150, 8), "03/09/2012", _font("mono", 15)),
+            ((8, rows - 26), "ST MARYS HOSP", _font("serif", 14)),
+            ((cols // 2 - 60, rows // 2 + 20), "ACC 99887766", _font("sans", 20)),
+        ]
+        if counter:
+            texts.append(((cols - 90, rows - 24), f"FR {f + 1:02d}", _font("mono", 14)))
+        for xy, text, font in texts:
+            draw.text(xy, text, fill=255, font=font)
+        frame_strings = [t for _, t, _ in texts]
+        if rotated:
+            side = Image.new("L", (170, 24), 0)
+            ImageDraw.Draw(side).text((2, 2), "SMITH JOHN", fill=255, font=_font("sans", 17))
+            img.paste(side.rotate(90, expand=True), (cols - 30, rows // 2 - 120))
+            frame_strings.append("SMITH JOHN")
+        ink[f] = np.asarray(img) > 60
+        strings.append(frame_strings)
+    return Burned(ink, strings)
+
+
+def anatomy(rows: int, cols: int, frames: int, seed: int = 0) -> NDArray[np.float64]:
+    """A smooth blob with mild noise, moving a little per frame (0..1)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:cols]
+    out = np.empty((frames, rows, cols))
+    for f in range(frames):
+        cy, cx = rows * (0.55 + 0.01 * f), cols * 0.5
+        r = np.hypot((y - cy) / (rows * 0.3), (x - cx) / (cols * 0.25))
+        out[f] = np.clip(1.0 - r, 0, 1) * 0.6 + rng.normal(0, 0.02, (rows, cols)).clip(0, 1)
+    return out.clip(0, 1)
+
+
+def base_dataset(rows: int, cols: int, frames: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = rows, cols
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.BurnedInAnnotation = "YES"
+    return ds
+
+
+def set_native(ds: Dataset, frames: NDArray[np.generic], ts: UID) -> None:
+    """Store frames uncompressed in ``ts`` (little or big endian)."""
+    ds.file_meta.TransferSyntaxUID = ts
+    arr = frames[0] if frames.shape[0] == 1 else frames
+    dtype = arr.dtype.newbyteorder(">" if ts == ExplicitVRBigEndian else "<")
+    data = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+    ds.PixelData = data + (b"\0" if len(data) % 2 else b"")
+    ds["PixelData"].VR = "OW" if arr.dtype.itemsize > 1 else "OB"
+
+
+def set_jpeg_baseline(ds: Dataset, frames: NDArray[np.uint8]) -> None:
+    """Encode with Pillow's libjpeg: greyscale, or colour as YBR_FULL_422."""
+    parts = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(
+            buf, format="JPEG", quality=95, subsampling=1 if frame.ndim == 3 else 0
+        )
+        parts.append(buf.getvalue())
+    ds.PixelData = encapsulate(parts)
+    ds["PixelData"].is_undefined_length = True
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    if frames.ndim == 4:
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+
+
+@dataclass
+class Case:
+    name: str
+    ts: UID
+    photometric: str
+    bits_stored: int = 8
+    signed: bool = False
+    frames: int = 1
+    rows: int = 256
+    cols: int = 320
+
+
+CASES = [
+    Case("ct-int16-explicit", ExplicitVRLittleEndian, "MONOCHROME2", 12, True, rows=320, cols=320),
+    Case("cr-mono1-implicit", ImplicitVRLittleEndian, "MONOCHROME1", 16),
+    Case("mono-8bit-bigendian", ExplicitVRBigEndian, "MONOCHROME2", 8),
+    Case("cine-rle", RLELossless, "MONOCHROME2", 8, frames=4),
+    Case("rgb-j2k-lossless", JPEG2000Lossless, "RGB"),
+    Case("rgb-j2k-lossy", JPEG2000, "RGB"),
+    Case("ybr-full-rle", RLELossless, "YBR_FULL"),
+    Case("ybr422-jpeg-baseline", JPEGBaseline8Bit, "RGB"),
+    Case("mono-jpeg-baseline", JPEGBaseline8Bit, "MONOCHROME2", 8, frames=2),
+    Case("palette-explicit", ExplicitVRLittleEndian, "PALETTE COLOR"),
+    Case("mr-jpegls-16bit", JPEGLSLossless, "MONOCHROME2", 16),
+]
+
+
+def build(case: Case) -> tuple[Dataset, Burned]:
+    """A dataset for ``case`` with burned-in text, and where the text is."""
+    ds = base_dataset(case.rows, case.cols, case.frames)
+    burned = burn_text(case.rows, case.cols, case.frames, counter=case.frames > 1)
+    body = anatomy(case.rows, case.cols, case.frames)
+    samples = 3 if case.photometric in ("RGB", "YBR_FULL") else 1
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = case.photometric
+    bits = 8 if case.bits_stored <= 8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, case.bits_stored, case.bits_stored - 1
+    ds.PixelRepresentation = int(case.signed)
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+        rgb = np.stack([body * 200, body * 120, body * 160], axis=-1)
+        rgb[burned.ink] = (250, 250, 60)  # yellow captions
+        frames: NDArray[np.generic] = rgb.round().astype(np.uint8)
+        if case.photometric == "YBR_FULL":
+            from pydicom.pixels.processing import convert_color_space
+
+            frames = np.stack([convert_color_space(f, "RGB", "YBR_FULL") for f in frames])
+    else:
+        top = 2**case.bits_stored - 1
+        low = -(2 ** (case.bits_stored - 1)) if case.signed else 0
+        values = low + body * (top if not case.signed else 2**case.bits_stored - 1) * 0.7
+        ink_value = top if not case.signed else 2 ** (case.bits_stored - 1) - 1
+        if case.photometric == "MONOCHROME1":  # text displays white: lowest stored value
+            values = top - values
+            ink_value = 0
+        values[burned.ink] = ink_value
+        dtype = f"{'i' if case.signed else 'u'}{bits // 8}"
+        frames = values.round().astype(dtype)
+    if case.photometric == "PALETTE COLOR":
+        lut = np.arange(256, dtype=np.uint16) * 257
+        for colour in ("Red", "Green", "Blue"):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", lut.tobytes())
+    if case.ts == JPEGBaseline8Bit:
+        set_jpeg_baseline(ds, np.asarray(frames, np.uint8))
+    elif case.ts.is_compressed:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        kwargs = {"j2k_cr": [20]} if case.ts == JPEG2000 else {}
+        arr = frames[0] if case.frames == 1 else frames
+        ds.compress(case.ts, arr, generate_instance_uid=False, **kwargs)
+    else:
+        set_native(ds, frames, case.ts)
+    ds.is_little_endian = case.ts != ExplicitVRBigEndian
+    ds.is_implicit_VR = case.ts == ImplicitVRLittleEndian
+    return roundtrip(ds), burned
+
+
+def roundtrip(ds: Dataset) -> Dataset:
+    """Write and read back, as a file on disk would be."""
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return pydicom.dcmread(buf)
+
+
+def covered(boxes: list[tuple[int, int, int, int]], shape: tuple[int, int]) -> NDArray[np.bool_]:
+    area = np.zeros(shape, bool)
+    for x, y, w, h in boxes:
+        area[y : y + h, x : x + w] = True
+    return area
+
+
+BACKENDS = ["pytesseract", "tesserocr"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> OcrBackend:
+    return get_backend(request.param)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple[Dataset, Burned]]:
+    return {case.name: build(case) for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_all_text_masks_every_caption(
+    case: Case, built: dict[str, tuple[Dataset, Burned]], backend: OcrBackend
+) -> None:
+    original, burned = built[case.name]
+    before = decode(original).frames
+    ds = copy.deepcopy(original)
+    outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    assert outcome.changed
+    assert outcome.frames == case.frames
+    out = roundtrip(ds)
+    after = decode(out)
+    # Same geometry, still decodes, colour stays colour.
+    assert after.frames.shape == before.shape
+    assert int(out.get("NumberOfFrames", 1)) == case.frames
+    assert out.BurnedInAnnotation == "NO"
+    assert (out.SamplesPerPixel == 3) == (before.ndim == 4)
+    if case.photometric in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"):
+        assert out.PhotometricInterpretation == case.photometric
+    if case.ts in (JPEG2000, JPEGBaseline8Bit):
+        assert out.LossyImageCompression == "01"
+    for f in range(case.frames):
+        boxes = [e.box for e in outcome.entities if e.frame == f and e.box is not None]
+        area = covered(boxes, before.shape[1:3])
+        # Every ink pixel of every caption is inside a masked box ...
+        missed = burned.ink[f] & ~area
+        assert missed.sum() == 0, f"frame {f}: {missed.sum()} caption pixels not masked"
+        # ... and nothing outside the masked boxes changed.
+        changed = (
+            np.any(after.frames[f] != before[f], axis=-1)
+            if before.ndim == 4
+            else (after.frames[f] != before[f])
+        )
+        assert not np.any(changed & ~area)
+    for e in outcome.entities:
+        assert e.location == "pixel" and e.tag == "(7FE0,0010)" and e.action == "masked"
+        assert e.raw_text is None and len(e.value_hmac) == 64
+
+
+def test_output_reads_no_caption(
+    built: dict[str, tuple[Dataset, Burned]], backend: OcrBackend
+) -> None:
+    """OCR of the redacted cine finds none of the captions' words."""
+    original, burned = built["cine-rle"]
+    ds = copy.deepcopy(original)
+    redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    before_text = " ".join(
+        w.text
+        for line in read_text(ocr_views(original, decode(original)), backend)[0].lines
+        for w in line
+    )
+    assert "DOE" in before_text or "JANE" in before_text  # the OCR could read it before
+    frames = read_text(ocr_views(ds, decode(ds)), backend)
+    words = {w.text for f in frames for line in f.lines for w in line}
+    for caption in burned.strings[0]:
+        for token in caption.replace("^", " ").split():
+            assert token not in words
+
+
+def test_rotated_text_is_read(
+    built: dict[str, tuple[Dataset, Burned]], backend: OcrBackend
+) -> None:
+    original, _ = built["cr-mono1-implicit"]
+    frames = read_text(ocr_views(original, decode(original)), backend)
+    words = {w.text for line in frames[0].lines for w in line}
+    assert {"SMITH", "JOHN"} <= words
+
+
+def test_no_text_leaves_pixel_bytes_untouched(backend: OcrBackend) -> None:
+    ds = base_dataset(128, 128, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    set_native(ds, (anatomy(128, 128, 1) * 4000).astype(np.uint16), ExplicitVRLittleEndian)
+    ds = roundtrip(ds)
+    raw = ds.PixelData
+    outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    assert not outcome.changed and outcome.entities == []
+    assert ds.PixelData is raw
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+
+
+def test_lossy_input_without_text_keeps_its_bytes(backend: OcrBackend) -> None:
+    """No pixel changed: a JPEG stays the same JPEG (no generational loss)."""
+    ds = base_dataset(96, 96, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    set_jpeg_baseline(ds, (anatomy(96, 96, 1) * 200).astype(np.uint8))
+    ds = roundtrip(ds)
+    raw = ds.PixelData
+    outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    assert not outcome.changed
+    assert ds.PixelData == raw and ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+
+
+# --- fixed regions, overlays, limits, failures (no OCR needed for most) -------------------------
+
+
+def test_fixed_region_masks_on_every_frame(built: dict[str, tuple[Dataset, Burned]]) -> None:
+    original, _ = built["cine-rle"]
+    ds = copy.deepcopy(original)
+    ds.Manufacturer = "ACME"
+    region = FixedRegion(manufacturer="ACME", rows=256, boxes=((0, 0, 320, 30),))
+    policy = Policy.load({"pixels": {"mode": "all_text", "regions": [region.model_dump()]}})
+    outcome = redact_pixels(ds, detector=None, policy=policy, hmac=_hmac, backend=get_backend())
+    fixed = [e for e in outcome.entities if e.detector == "region"]
+    assert sorted(e.frame for e in fixed) == [0, 1, 2, 3]
+    frames = decode(ds).frames
+    for f in range(4):
+        assert len(np.unique(frames[f, 0:30, :])) == 1
+    other = copy.deepcopy(original)
+    other.Manufacturer = "OTHER"
+    out = redact_pixels(other, detector=None, policy=policy, hmac=_hmac, backend=get_backend())
+    assert not [e for e in out.entities if e.detector == "region"]
+
+
+def test_declared_size_is_checked_before_decoding() -> None:
+    ds = base_dataset(4096, 4096, 50)
+    ds.SamplesPerPixel = 3
+    ds.PixelData = b"\0" * 16  # far too short: never decoded
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    with pytest.raises(DeidError) as info:
+        redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac)
+    assert info.value.code == ErrorCode.TOO_MANY_PIXELS
+    assert check_declared_size(base_dataset(10, 10, 2), 1000) == 200
+
+
+def test_truncated_pixel_data_fails_closed(built: dict[str, tuple[Dataset, Burned]]) -> None:
+    ds = copy.deepcopy(built["ct-int16-explicit"][0])
+    ds.PixelData = ds.PixelData[:1000]
+    with pytest.raises(DeidError) as info:
+        redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac)
+    assert info.value.code == ErrorCode.DECODE_FAILED
+
+
+def test_unknown_transfer_syntax_fails_closed(built: dict[str, tuple[Dataset, Burned]]) -> None:
+    ds = copy.deepcopy(built["cine-rle"][0])
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2: no decoder
+    with pytest.raises(DeidError) as info:
+        redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac)
+    assert info.value.code == ErrorCode.UNSUPPORTED_TRANSFER_SYNTAX
+
+
+def test_missing_tesseract_fails_closed(tmp_path: Path) -> None:
+    with pytest.raises(DeidError) as info:
+        PytesseractBackend(tesseract_cmd=str(tmp_path / "no-such-tesseract"))
+    assert info.value.code == ErrorCode.OCR_UNAVAILABLE
+    with pytest.raises(DeidError) as info:
+        TesserocrBackend(tessdata=str(tmp_path))
+    assert info.value.code == ErrorCode.OCR_UNAVAILABLE
+
+
+def test_crashing_tesseract_fails_closed(
+    built: dict[str, tuple[Dataset, Burned]], tmp_path: Path
+) -> None:
+    """A tesseract that starts but dies on the image: the file fails with ocr_failed."""
+    script = tmp_path / "tesseract"
+    script.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "tesseract 5.3.0"; exit 0; fi\nkill -SEGV $$\n'
+    )
+    script.chmod(0o755)
+    broken = PytesseractBackend(tesseract_cmd=str(script))
+    try:
+        ds = copy.deepcopy(built["cine-rle"][0])
+        with pytest.raises(DeidError) as info:
+            redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=broken)
+        assert info.value.code == ErrorCode.OCR_FAILED
+    finally:
+        import pytesseract
+
+        pytesseract.pytesseract.tesseract_cmd = "tesseract"
+
+
+def test_overlay_bits_above_high_bit_are_zeroed(backend: OcrBackend) -> None:
+    ds = base_dataset(64, 64, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    values = (anatomy(64, 64, 1) * 4000).astype(np.uint16)
+    values[0, 10:20, 10:20] |= 1 << 15  # a retired in-pixel overlay plane (bit 15)
+    set_native(ds, values, ExplicitVRLittleEndian)
+    ds = roundtrip(ds)
+    assert hidden_overlay_bits(ds)
+    outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    assert outcome.changed
+    assert [e.entity_type for e in outcome.entities] == ["OVERLAY"]
+    raw = np.frombuffer(ds.PixelData, "<u2")
+    assert not np.any(raw >> 12)
+    assert np.array_equal(raw.reshape(64, 64), values[0] & 0x0FFF)
+
+
+def test_signed_sign_extension_is_not_an_overlay() -> None:
+    ds = base_dataset(8, 8, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 1
+    set_native(ds, np.full((1, 8, 8), -1000, np.int16), ExplicitVRLittleEndian)
+    assert not hidden_overlay_bits(ds)
+
+
+def _overlay_dataset() -> Dataset:
+    ds = base_dataset(200, 320, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    set_native(ds, (anatomy(200, 320, 1) * 50).astype(np.uint8), ExplicitVRLittleEndian)
+    img = Image.new("L", (320, 200), 0)
+    ImageDraw.Draw(img).text((20, 20), "DOE JANE 1234567", fill=255, font=_font("sans", 20))
+    plane = (np.asarray(img) > 100).astype(np.uint8)
+    from pydicom.pixels.utils import pack_bits
+
+    ds.add_new(0x60000010, "US", 200)
+    ds.add_new(0x60000011, "US", 320)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", pack_bits(plane.ravel()))
+    return roundtrip(ds)
+
+
+def test_overlay_plane_text_is_cleaned_under_clean_graphics(backend: OcrBackend) -> None:
+    ds = _overlay_dataset()
+    assert ds.overlay_array(0x6000).any()
+    policy = Policy.load({"options": {"clean_graphics": True}, "pixels": {"mode": "all_text"}})
+    outcome = redact_pixels(ds, detector=None, policy=policy, hmac=_hmac, backend=backend)
+    assert outcome.changed
+    overlay = [e for e in outcome.entities if e.detector == "overlay"]
+    assert overlay and all(e.tag == "(6000,3000)" for e in overlay)
+    assert not ds.overlay_array(0x6000).any()
+    # Without clean_graphics the overlay is left to the header step (which removes it).
+    ds2 = _overlay_dataset()
+    redact_pixels(ds2, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
+    assert ds2.overlay_array(0x6000).any()
+
+
+def test_keep_raw_text_is_opt_in(built: dict[str, tuple[Dataset, Burned]]) -> None:
+    ds = copy.deepcopy(built["ct-int16-explicit"][0])
+    out = redact_pixels(
+        ds, detector=None, policy=ALL_TEXT, hmac=_hmac, keep_raw_text=True, backend=get_backend()
+    )
+    texts = " ".join(e.raw_text or "" for e in out.entities)
+    assert "99887766" in texts
+    assert all("raw_text" not in e.to_record() for e in out.entities)
+
+
+def test_auto_backend_prefers_tesserocr() -> None:
+    assert get_backend("auto").name == "tesserocr"
+
+
+Helper = Callable[[Dataset], Dataset]
