@@ -25,11 +25,11 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    JPEG2000,
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
@@ -300,8 +300,11 @@ def test_all_text_masks_every_caption(
         )
         assert not np.any(changed & ~area)
     for e in outcome.entities:
-        assert e.location == "pixel" and e.tag == "(7FE0,0010)" and e.action == "masked"
-        assert e.raw_text is None and len(e.value_hmac) == 64
+        assert e.location == "pixel"
+        assert e.tag == "(7FE0,0010)"
+        assert e.action == "masked"
+        assert e.raw_text is None
+        assert len(e.value_hmac) == 64
 
 
 def test_output_reads_no_caption(
@@ -341,7 +344,8 @@ def test_no_text_leaves_pixel_bytes_untouched(backend: OcrBackend) -> None:
     ds = roundtrip(ds)
     raw = ds.PixelData
     outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
-    assert not outcome.changed and outcome.entities == []
+    assert not outcome.changed
+    assert outcome.entities == []
     assert ds.PixelData is raw
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
 
@@ -356,7 +360,8 @@ def test_lossy_input_without_text_keeps_its_bytes(backend: OcrBackend) -> None:
     raw = ds.PixelData
     outcome = redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=backend)
     assert not outcome.changed
-    assert ds.PixelData == raw and ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert ds.PixelData == raw
+    assert ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
 
 
 # --- fixed regions, overlays, limits, failures (no OCR needed for most) -------------------------
@@ -422,7 +427,9 @@ def test_crashing_tesseract_fails_closed(
     """A tesseract that starts but dies on the image: the file fails with ocr_failed."""
     script = tmp_path / "tesseract"
     script.write_text(
-        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "tesseract 5.3.0"; exit 0; fi\nkill -SEGV $$\n'
+        "#!/bin/sh\n"
+        'if [ "$1" = "--version" ]; then echo "tesseract 5.3.0"; exit 0; fi\n'
+        "kill -SEGV $$\n"
     )
     script.chmod(0o755)
     broken = PytesseractBackend(tesseract_cmd=str(script))
@@ -489,7 +496,8 @@ def test_overlay_plane_text_is_cleaned_under_clean_graphics(backend: OcrBackend)
     outcome = redact_pixels(ds, detector=None, policy=policy, hmac=_hmac, backend=backend)
     assert outcome.changed
     overlay = [e for e in outcome.entities if e.detector == "overlay"]
-    assert overlay and all(e.tag == "(6000,3000)" for e in overlay)
+    assert overlay
+    assert all(e.tag == "(6000,3000)" for e in overlay)
     assert not ds.overlay_array(0x6000).any()
     # Without clean_graphics the overlay is left to the header step (which removes it).
     ds2 = _overlay_dataset()
