@@ -84,7 +84,7 @@ def stroke_contrast(
 
 def _split_rows(inner: NDArray[np.bool_]) -> list[tuple[int, int]]:
     """Row ranges of the stroke pixels in ``inner``, split where whole rows are empty."""
-    rows: list[bool] = inner.any(axis=1).tolist()
+    rows: list[bool] = np.asarray(inner.any(axis=1)).tolist()
     spans: list[tuple[int, int]] = []
     start = -1
     for i, filled in enumerate(rows):
