@@ -28,9 +28,10 @@ The response
     the pixels); attributes that were empty in the input are not listed. Each
     has ``text`` (the original text; omitted when ``return_entity`` is false),
     ``processed_text`` (the replacement: pseudonym, shifted date or marker;
-    the marker ``[TYPE]`` for removed attributes and masked boxes, which no
-    text replaces), ``best_label`` and ``labels`` (label -> confidence; labels
-    use the reference product's names where one fits, see :data:`LABELS`),
+    ``""`` for emptied attributes; the marker ``[TYPE]`` for removed
+    attributes and masked boxes, which no text replaces), ``best_label`` and
+    ``labels`` (label -> confidence; labels use the reference product's names
+    where one fits, see :data:`LABELS`),
     ``location``, and dicomscrub's own ``entity_type``, ``detector`` and
     ``action``. ``location`` for a header entity holds ``tag``, ``attribute``
     (the keyword), ``sequence_path``, ``stt_idx``/``end_idx`` (character
@@ -69,6 +70,7 @@ import base64
 import binascii
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -369,8 +371,8 @@ def process_files_base64(
     ...                  "content_type": "application/dicom"},
     ...         "entity_detection": {"return_entity": True}}
     >>> answer = process_files_base64(body, engine, languages=LanguageIdentifier(["en", "de"]))
-    >>> pydicom.dcmread(BytesIO(base64.b64decode(answer["processed_file"]))).PatientName
-    ... != "CompressedSamples^MR1"
+    >>> redacted = pydicom.dcmread(BytesIO(base64.b64decode(answer["processed_file"])))
+    >>> str(redacted.PatientName) != "CompressedSamples^MR1"
     True
     >>> answer["entities_present"]
     True
@@ -411,9 +413,12 @@ def build_response(
     languages: LanguageIdentifier,
 ) -> dict[str, Any]:
     """Shape an engine result as the reference product's response body."""
-    source_ds = pydicom.dcmread(BytesIO(original), stop_before_pixels=True, force=True)
-    output_ds = pydicom.dcmread(BytesIO(output), stop_before_pixels=True)
-    processed = ProcessedText.from_dataset(output_ds)
+    with warnings.catch_warnings():  # pydicom's value warnings can quote the value
+        warnings.simplefilter("ignore")
+        source_ds = pydicom.dcmread(BytesIO(original), stop_before_pixels=True, force=True)
+        output_ds = pydicom.dcmread(BytesIO(output), stop_before_pixels=True)
+        processed = ProcessedText.from_dataset(output_ds)
+        prose = _prose_values(source_ds)
     rows = int(output_ds.get("Rows", 0) or 0)
     columns = int(output_ds.get("Columns", 0) or 0)
 
@@ -439,7 +444,7 @@ def build_response(
         entities.append(item)
 
     pixel_words = [e.raw_text for e in reported if e.location == "pixel" and e.raw_text]
-    found_text = "\n".join([*_prose_values(source_ds), *pixel_words])
+    found_text = "\n".join([*prose, *pixel_words])
     return {
         "processed_file": base64.b64encode(output).decode("ascii"),
         "processed_text": processed.text,
@@ -467,6 +472,8 @@ def _is_reported(entity: Entity) -> bool:
 def _replacement(entity: Entity, marker: str) -> str:
     if entity.replacement is not None:
         return entity.replacement
+    if entity.action == "emptied":
+        return ""
     return marker.replace("{type}", entity.entity_type)
 
 
