@@ -1,0 +1,662 @@
+"""The per-file pipeline: read -> pixels -> header -> encode -> write -> verify.
+
+:class:`Engine` holds one policy and one secret and de-identifies datasets,
+bytes and files; :func:`redact_path` is the ``dicomscrub redact`` command.
+
+Order of steps for one file: the record's identifiers (deny-list, patient key
+for the date offset, original UIDs) are taken from the *original* dataset;
+then the pixel step (when ``policy.pixels.mode != "off"`` and the file has
+pixel data) sees the original header; then the header step; then the file
+meta is rebuilt (preamble zeroed) and the de-identification attributes are
+set; the bytes are encoded, re-read and checked for residual identifiers
+before anything is written.
+
+A file that cannot be fully de-identified is never written: the result is a
+failed :class:`~dicomscrub.core.results.FileResult` with an
+:class:`~dicomscrub.core.errors.ErrorCode` and a message without PHI.
+
+Examples
+--------
+>>> from pydicom.data import get_testdata_file
+>>> engine = Engine({"pixels": {"mode": "off"}}, secret="doctest-secret")
+>>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+>>> out, result = engine.process_bytes(data)
+>>> result.status, result.uids["StudyInstanceUID"].startswith("2.25.")
+('ok', True)
+>>> _, bad = engine.process_bytes(b"not dicom")
+>>> bad.status, bad.error_code
+('failed', 'not_dicom')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
+
+from . import __version__
+from .errors import ConfigurationError, DeidError, ErrorCode
+from .header import HeaderOutcome, HeaderStep
+from .policy import Policy
+from .profile import ProfileTable
+from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
+from .read import PIXEL_TAGS, read_dataset
+from .results import Entity, FileResult
+from .verify import DenyList, find_residual_uids
+from .write import read_bytes, same_location, write_verified
+
+log = logging.getLogger(__name__)
+
+IMPLEMENTATION_CLASS_UID = generate_uid(prefix=None, entropy_srcs=["dicomscrub"])
+IMPLEMENTATION_VERSION_NAME = f"DICOMSCRUB_{__version__}"[:16]
+INSTANCE_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+#: CID 7050 De-identification Method codes.
+CID_7050 = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113101": "Clean Pixel Data Option",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+_OPTION_CODES = (
+    ("clean_graphics", "113103"),
+    ("clean_structured_content", "113104"),
+    ("clean_descriptors", "113105"),
+    ("retain_patient_characteristics", "113108"),
+    ("retain_device_identity", "113109"),
+    ("retain_uids", "113110"),
+    ("retain_safe_private", "113111"),
+    ("retain_institution_identity", "113112"),
+)
+
+
+@dataclass
+class Deidentified:
+    """The result of :meth:`Engine.deidentify`.
+
+    Attributes
+    ----------
+    dataset
+        The de-identified dataset (the same object that was passed in).
+    entities
+        Header and pixel entity records.
+    pixels_changed
+        Whether any stored pixel value changed.
+    frames
+        Number of frames (0 without pixel data).
+    uids
+        Pseudonymized Study, Series and SOP Instance UIDs.
+    deny
+        The original record's identifiers, compiled (for verification; in memory only).
+    original_uids
+        The original instance UIDs (for verification; in memory only).
+    """
+
+    dataset: Dataset
+    entities: list[Entity]
+    pixels_changed: bool
+    frames: int
+    uids: dict[str, str]
+    modality: str = ""
+    deny: DenyList = field(default_factory=lambda: DenyList(None, None), repr=False)
+    original_uids: list[str] = field(default_factory=list, repr=False)
+
+
+class _SuppressValues(logging.Filter):
+    """Replace pydicom log messages (they can quote element values) with a PHI-free note."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "pydicom reported a problem with an element value (details suppressed)"
+        record.args = ()
+        return True
+
+
+_PYDICOM_FILTER = _SuppressValues()
+
+
+def _text_detect() -> Any:
+    """The text detector module, or None when it cannot be imported."""
+    try:
+        from . import text_detect
+
+        return text_detect
+    except ImportError:
+        return None
+
+
+class Engine:
+    """De-identify DICOM datasets, bytes and files under one policy and secret.
+
+    Parameters
+    ----------
+    policy
+        A :class:`Policy`, a built-in name, a YAML path, a dict or ``None`` (default).
+    secret
+        The pseudonymization key. ``None`` raises :class:`ConfigurationError`; use
+        :meth:`from_env` to read it from the environment.
+    keep_raw_text
+        Fill ``Entity.raw_text`` with the original text (in memory only).
+
+    Examples
+    --------
+    >>> engine = Engine("default", secret="s")
+    >>> engine.policy.name, len(engine.policy_hash)
+    ('default', 16)
+    """
+
+    def __init__(
+        self,
+        policy: Policy | str | dict[str, Any] | None = None,
+        secret: str | bytes | None = None,
+        *,
+        keep_raw_text: bool = False,
+    ) -> None:
+        if secret is None or secret in ("", b""):
+            raise ConfigurationError(
+                "no pseudonymization secret given: pass secret=..., or use Engine.from_env() "
+                f"with the environment variable {DEFAULT_SECRET_ENV} set"
+            )
+        self.policy: Policy = Policy.load(policy)
+        self.policy_hash: str = self.policy.policy_hash()
+        self.keep_raw_text = keep_raw_text
+        self._pseudo = Pseudonymizer(secret)
+        self._header = HeaderStep(
+            self.policy, self._pseudo, ProfileTable.load(), keep_raw_text=keep_raw_text
+        )
+        self._base_detector: Any = None
+        self._detector_error: str | None = None
+        if not self.policy.debug_log_phi:
+            pydicom_log = logging.getLogger("pydicom")
+            if _PYDICOM_FILTER not in pydicom_log.filters:
+                pydicom_log.addFilter(_PYDICOM_FILTER)
+
+    @classmethod
+    def from_env(
+        cls,
+        policy: Policy | str | dict[str, Any] | None = None,
+        *,
+        secret_env: str = DEFAULT_SECRET_ENV,
+        ephemeral_secret: bool = False,
+        keep_raw_text: bool = False,
+    ) -> Engine:
+        """Build an engine whose secret comes from the environment variable ``secret_env``.
+
+        Without it, raise :class:`ConfigurationError` unless ``ephemeral_secret`` is
+        true, which uses a random per-run key (with a warning: pseudonyms then match
+        no other run).
+        """
+        value = os.environ.get(secret_env, "")
+        if not value:
+            if not ephemeral_secret:
+                raise ConfigurationError(
+                    f"no pseudonymization secret: set the environment variable {secret_env} "
+                    "to a long random string (the same one for every run whose pseudonyms "
+                    "must match), or pass --ephemeral-secret (ephemeral_secret=True) for a "
+                    "throwaway per-run key"
+                )
+            warnings.warn(
+                "dicomscrub: using a throwaway per-run secret; pseudonyms (UIDs, IDs, names, "
+                "date offsets) will not match those of any other run",
+                UserWarning,
+                stacklevel=2,
+            )
+            log.warning("using a throwaway per-run secret: pseudonyms will not match any other run")
+            value = os.urandom(32).hex()
+        return cls(policy, value, keep_raw_text=keep_raw_text)
+
+    # -- pickling for worker processes: the heavy detector is rebuilt lazily ------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_base_detector"] = None
+        return state
+
+    @property
+    def pseudonymizer(self) -> Pseudonymizer:
+        """The keyed pseudonymizer (``.hmac(value)`` gives audit HMACs)."""
+        return self._pseudo
+
+    # -- the text detector ---------------------------------------------------------------------
+    def _identifiers(self, ds: Dataset) -> Any:
+        module = _text_detect()
+        if module is None:
+            return None
+        return module.RecordIdentifiers.from_dataset(ds)
+
+    def _detector_for(self, identifiers: Any) -> Any:
+        module = _text_detect()
+        if module is None:
+            if self._detector_error is None:
+                self._detector_error = "dicomscrub.core.text_detect is not available"
+                log.warning(
+                    "the text detector is not available: free text is replaced by dummy "
+                    "values instead of being cleaned"
+                )
+            return None
+        if self._base_detector is None:
+            self._base_detector = module.TextDetector(self.policy.text)
+        return self._base_detector.with_identifiers(identifiers)
+
+    # -- in memory -------------------------------------------------------------------------------
+    def deidentify(self, ds: Dataset) -> Deidentified:
+        """De-identify ``ds`` in place and return it with its entity records.
+
+        Raises
+        ------
+        DeidError
+            When the dataset cannot be fully de-identified.
+        """
+        original_uids = [str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS]
+        identifiers = self._identifiers(ds)
+        extra = list(identifiers.deny_values()) if identifiers is not None else []
+        deny = DenyList.from_dataset(ds, extra)
+        patient_key = patient_key_of(ds)
+        modality = str(ds.get("Modality", "") or "")
+        detector = self._detector_for(identifiers)
+        has_pixels = any(tag in ds for tag in PIXEL_TAGS)
+        frames = _frames(ds) if has_pixels else 0
+        entities: list[Entity] = []
+        pixels_changed = False
+        pixels_ran = False
+        if self.policy.pixels.mode != "off" and has_pixels:
+            outcome = self._run_pixels(ds, detector)
+            pixels_ran = True
+            entities.extend(outcome.entities)
+            pixels_changed = bool(outcome.changed)
+            frames = int(getattr(outcome, "frames", frames) or frames)
+        header = self._header.run(ds, patient_key=patient_key, detector=detector, deny=deny)
+        entities[:0] = header.entities
+        self._mark(ds, header, pixels_ran)
+        _rebuild_file_meta(ds, fallback_uid=self._pseudo.uid("no-sop-instance:" + patient_key))
+        uids = {k: str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS}
+        return Deidentified(
+            dataset=ds,
+            entities=entities,
+            pixels_changed=pixels_changed,
+            frames=frames,
+            uids=uids,
+            modality=modality,
+            deny=deny,
+            original_uids=[u for u in original_uids if u],
+        )
+
+    def _run_pixels(self, ds: Dataset, detector: Any) -> Any:
+        try:
+            from .pixels import redact_pixels
+        except ImportError:
+            raise DeidError(
+                ErrorCode.OCR_UNAVAILABLE,
+                "the pixel step (dicomscrub.core.pixels) cannot be loaded; set "
+                "pixels.mode: off for header-only de-identification",
+            ) from None
+        if detector is None:
+            raise DeidError(
+                ErrorCode.OCR_UNAVAILABLE,
+                "the text detector needed to classify burned-in text cannot be loaded",
+            )
+        return redact_pixels(
+            ds,
+            detector=detector,
+            policy=self.policy,
+            hmac=self._pseudo.hmac,
+            keep_raw_text=self.keep_raw_text,
+        )
+
+    def _mark(self, ds: Dataset, header: HeaderOutcome, pixels_ran: bool) -> None:
+        """Set PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
+        options = self.policy.options
+        codes = ["113100"]
+        if pixels_ran:
+            codes.append("113101")
+        for option, code in _OPTION_CODES:
+            if getattr(options, option):
+                codes.append(code)
+        if options.retain_longitudinal_full_dates:
+            codes.append("113106")
+            temporal = "UNMODIFIED"
+        elif options.retain_longitudinal_modified_dates:
+            codes.append("113107")
+            temporal = "MODIFIED"
+        else:
+            temporal = "REMOVED"
+        ds.PatientIdentityRemoved = "YES"
+        method = [
+            f"dicomscrub {__version__}",
+            "DICOM PS3.15 E.1 Basic Profile",
+            f"policy {self.policy.name}"[:54] + f" {self.policy_hash[:8]}",
+        ]
+        if self.policy.passthrough == "verbatim":
+            method.append("passthrough attributes kept verbatim")
+        if header.dummy_text:
+            method.append("free text replaced (no text detector)")
+        ds.DeidentificationMethod = method
+        items = []
+        for code in sorted(set(codes)):
+            item = Dataset()
+            item.CodeValue = code
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = CID_7050[code]
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        ds.LongitudinalTemporalInformationModified = temporal
+
+    # -- bytes ------------------------------------------------------------------------------------
+    def _deidentify_bytes(self, data: bytes, result: FileResult) -> tuple[bytes, Deidentified]:
+        started = time.perf_counter()
+        ds = read_dataset(
+            data,
+            max_sequence_depth=self.policy.max_sequence_depth,
+            max_pixels=self.policy.pixels.max_pixels if self.policy.pixels.mode != "off" else None,
+        )
+        result.timings["read"] = time.perf_counter() - started
+        result.modality = str(ds.get("Modality", "") or "")
+        started = time.perf_counter()
+        done = self.deidentify(ds)
+        result.timings["deidentify"] = time.perf_counter() - started
+        result.entities = done.entities
+        result.frames = done.frames
+        result.uids = done.uids
+        result.pixels_changed = done.pixels_changed
+        started = time.perf_counter()
+        out = encode(done.dataset)
+        result.timings["encode"] = time.perf_counter() - started
+        return out, done
+
+    def verify_bytes(self, data: bytes, done: Deidentified) -> None:
+        """Re-read ``data`` and raise ``verify_failed`` if an original identifier survives."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(io.BytesIO(data))
+        except Exception as exc:
+            raise DeidError(
+                ErrorCode.VERIFY_FAILED, f"the output does not read back ({type(exc).__name__})"
+            ) from None
+        if str(ds.get("PatientIdentityRemoved", "")) != "YES":
+            raise DeidError(ErrorCode.VERIFY_FAILED, "PatientIdentityRemoved is not YES")
+        hits = done.deny.find(ds)
+        if not (self.policy.options.retain_uids or self.policy.passthrough == "verbatim"):
+            hits += find_residual_uids(done.original_uids, ds)
+        if hits:
+            shown = ", ".join(sorted(set(hits))[:10])
+            raise DeidError(
+                ErrorCode.VERIFY_FAILED,
+                f"identifying values of the input survive in: {shown}",
+            )
+
+    def process_bytes(
+        self, data: bytes, *, source: str = "<bytes>"
+    ) -> tuple[bytes | None, FileResult]:
+        """De-identify one file's bytes; never raises for problems with the file.
+
+        Returns the output bytes (``None`` when the file failed) and its result.
+        """
+        started = time.perf_counter()
+        result = FileResult(source=source, source_sha256=hashlib.sha256(data).hexdigest())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out, done = self._deidentify_bytes(data, result)
+                check_started = time.perf_counter()
+                self.verify_bytes(out, done)
+                result.timings["verify"] = time.perf_counter() - check_started
+        except DeidError as exc:
+            _fail(result, exc.code, exc.message)
+            out = None
+        except Exception as exc:
+            _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+            log.debug("internal error", exc_info=self.policy.debug_log_phi)
+            out = None
+        result.timings["total"] = time.perf_counter() - started
+        return out, result
+
+    def process_file(
+        self,
+        source: str,
+        destination: str | Callable[[FileResult], str],
+        *,
+        storage_options: dict[str, Any] | None = None,
+    ) -> FileResult:
+        """De-identify ``source`` into ``destination``; never raises for per-file problems.
+
+        Parameters
+        ----------
+        source
+            Local path or fsspec URL of the input (never modified).
+        destination
+            Local path or URL, or a callable that receives the :class:`FileResult`
+            (with ``uids`` and ``modality`` set) and returns one.
+        storage_options
+            fsspec options for both URLs (credentials, endpoint).
+        """
+        started = time.perf_counter()
+        result = FileResult(source=str(source))
+        try:
+            data = read_bytes(str(source), storage_options)
+        except Exception as exc:
+            _fail(result, ErrorCode.READ_FAILED, f"cannot read the input ({type(exc).__name__})")
+            result.timings["total"] = time.perf_counter() - started
+            return result
+        result.source_sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out, done = self._deidentify_bytes(data, result)
+                target = destination(result) if callable(destination) else str(destination)
+                if same_location(str(source), target):
+                    raise DeidError(
+                        ErrorCode.WRITE_FAILED, "the output location is the input file itself"
+                    )
+                write_started = time.perf_counter()
+                write_verified(
+                    out,
+                    target,
+                    check=lambda written: self.verify_bytes(written, done),
+                    storage_options=storage_options,
+                )
+                result.timings["write"] = time.perf_counter() - write_started
+            result.output = target
+        except DeidError as exc:
+            _fail(result, exc.code, exc.message)
+        except Exception as exc:
+            _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        result.timings["total"] = time.perf_counter() - started
+        return result
+
+
+def _fail(result: FileResult, code: ErrorCode, message: str) -> None:
+    result.status = "failed"
+    result.error_code = code.value
+    result.error_message = message
+    result.output = None
+    result.entities = []
+    result.uids = {}
+
+
+def _frames(ds: Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def patient_key_of(ds: Dataset) -> str:
+    """The identity that fixes a patient's date offset.
+
+    PatientID with its issuer when present, else PatientName, else StudyInstanceUID
+    (then intervals survive within the study only).
+
+    >>> ds = Dataset(); ds.PatientID = " 123 "; ds.IssuerOfPatientID = "HOSP"
+    >>> patient_key_of(ds)
+    'id:123|HOSP'
+    """
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    if patient_id:
+        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        return f"id:{patient_id}|{issuer}"
+    name = " ".join(str(ds.get("PatientName", "") or "").replace("^", " ").upper().split())
+    if name:
+        return f"name:{name}"
+    return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
+
+
+def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
+    """Replace the file meta with a minimal one for the de-identified dataset; zero the preamble."""
+    old = getattr(ds, "file_meta", None)
+    syntax = getattr(old, "TransferSyntaxUID", None) if old is not None else None
+    if syntax is None:
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        syntax = (
+            ImplicitVRLittleEndian
+            if implicit
+            else ExplicitVRLittleEndian
+            if little in (True, None)
+            else ExplicitVRBigEndian
+        )
+    if "SOPClassUID" not in ds:
+        raise DeidError(ErrorCode.INVALID_VALUE, "the dataset has no SOPClassUID")
+    if not str(ds.get("SOPInstanceUID", "") or ""):
+        ds.SOPInstanceUID = fallback_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(str(syntax))
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+
+
+def encode(ds: Dataset) -> bytes:
+    """Encode a dataset with its file meta as a DICOM file (raises ``encode_failed``)."""
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    except Exception as exc:
+        raise DeidError(
+            ErrorCode.ENCODE_FAILED,
+            f"the de-identified dataset cannot be encoded ({type(exc).__name__})",
+        ) from None
+    return buffer.getvalue()
+
+
+# -- the redact command --------------------------------------------------------------------------
+_WORKER_ENGINE: Engine | None = None
+
+
+def _init_worker(engine: Engine) -> None:
+    global _WORKER_ENGINE
+    _WORKER_ENGINE = engine
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+def _work(job: tuple[str, str]) -> FileResult:
+    assert _WORKER_ENGINE is not None
+    return _WORKER_ENGINE.process_file(job[0], job[1])
+
+
+def _jobs(source: Path, target: Path) -> list[tuple[str, str]]:
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    return [(str(p), str(target / p.relative_to(source))) for p in files]
+
+
+def redact_path(
+    input: str,
+    output: str,
+    *,
+    policy: Policy | str | dict[str, Any] | None = None,
+    secret_env: str = DEFAULT_SECRET_ENV,
+    ephemeral_secret: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+) -> int:
+    """De-identify a file or a directory tree; print a summary; return the exit status.
+
+    For a directory, every regular file below it is processed and written under
+    ``output`` at the same relative path. Exit status 0 when every file is ok,
+    1 when any failed.
+    """
+    engine = Engine.from_env(policy, secret_env=secret_env, ephemeral_secret=ephemeral_secret)
+    source, target = Path(input), Path(output)
+    if not source.exists():
+        raise ConfigurationError(f"input {input} does not exist")
+    if source.is_dir():
+        if target.exists() and not target.is_dir():
+            raise ConfigurationError(f"output {output} exists and is not a directory")
+        if target.resolve() == source.resolve():
+            raise ConfigurationError("the output directory must differ from the input directory")
+        jobs = _jobs(source, target)
+    else:
+        destination = target / source.name if target.is_dir() else target
+        jobs = [(str(source), str(destination))]
+    results = list(_run_jobs(engine, jobs, workers, progress and source.is_dir()))
+    print_summary(results, base=source if source.is_dir() else source.parent)
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _run_jobs(
+    engine: Engine, jobs: list[tuple[str, str]], workers: int, progress: bool
+) -> Iterator[FileResult]:
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    bar = tqdm(total=len(jobs), unit="file", disable=not progress, file=sys.stderr)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield engine.process_file(*job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(
+                max_workers=workers, initializer=_init_worker, initargs=(engine,)
+            ) as pool:
+                for result in pool.map(_work, jobs, chunksize=1):
+                    yield result
+                    bar.update()
+    finally:
+        bar.close()
+
+
+def print_summary(results: list[FileResult], *, base: Path) -> None:
+    """Print files ok / failed, entity counts by type, and each failure's code and reason."""
+    ok = sum(1 for r in results if r.status == "ok")
+    failed = [r for r in results if r.status == "failed"]
+    by_type = Counter(e.entity_type for r in results for e in r.entities)
+    print(f"files: {len(results)}  ok: {ok}  failed: {len(failed)}")
+    if by_type:
+        print("entities by type: " + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())))
+    for r in failed:
+        try:
+            name = str(Path(r.source).relative_to(base))
+        except ValueError:
+            name = r.source
+        print(f"failed: {name}: {r.error_code}: {r.error_message}")

@@ -1,0 +1,210 @@
+"""Read one DICOM file from bytes, rejecting bad input early with a clear error code.
+
+Nothing large is decoded here: pixel data stays encoded. Every rejection is a
+:class:`~dicomscrub.core.errors.DeidError` whose message names sizes, tags and
+transfer syntaxes, never values from the file.
+
+Checks, in order: zero bytes (``empty_file``); no ``DICM`` prefix and no
+plausible raw dataset start (``not_dicom``); a transfer syntax pydicom does not
+know (``unsupported_transfer_syntax``); parse errors, element lengths running
+past the end of the data, or an image with no pixel data left (``truncated``);
+sequences nested deeper than the policy allows (``sequence_too_deep``); more
+declared pixels than the cap when pixels are going to be decoded
+(``too_many_pixels``).
+
+Examples
+--------
+>>> from pydicom.data import get_testdata_file
+>>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+>>> read_dataset(data).Modality
+'CT'
+>>> try:
+...     read_dataset(b"hello")
+... except DeidError as exc:
+...     exc.code.value
+'not_dicom'
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from .errors import DeidError, ErrorCode
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloat...
+# A raw dataset without preamble must start with a group 0x0002 or 0x0008 element.
+_RAW_START_GROUPS = (0x0002, 0x0008)
+
+
+def read_dataset(
+    data: bytes,
+    *,
+    max_sequence_depth: int = 16,
+    max_pixels: int | None = None,
+) -> FileDataset:
+    """Parse ``data`` into a dataset or raise :class:`DeidError`.
+
+    Parameters
+    ----------
+    data
+        The whole file.
+    max_sequence_depth
+        Deepest allowed sequence nesting (a top-level sequence's items are depth 1).
+    max_pixels
+        When given, the largest ``Rows*Columns*NumberOfFrames*SamplesPerPixel``
+        accepted (checked from the header, before any decoding).
+    """
+    if not data:
+        raise DeidError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
+    has_prefix = len(data) >= 132 and data[128:132] == b"DICM"
+    if not has_prefix and not _looks_like_raw_dataset(data):
+        raise DeidError(
+            ErrorCode.NOT_DICOM,
+            f"no DICM prefix at byte 128 and no DICOM element at byte 0 ({len(data)} bytes)",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=not has_prefix)
+    except RecursionError:
+        raise DeidError(
+            ErrorCode.SEQUENCE_TOO_DEEP, "sequences are nested too deeply to parse"
+        ) from None
+    except InvalidDicomError:
+        raise DeidError(ErrorCode.NOT_DICOM, "pydicom does not recognise the file") from None
+    except (EOFError, OSError, struct.error, ValueError, KeyError, IndexError) as exc:
+        raise DeidError(
+            ErrorCode.TRUNCATED,
+            f"the data ends or breaks off inside an element ({type(exc).__name__})",
+        ) from None
+    _check_transfer_syntax(ds)
+    if len(ds) == 0:
+        raise DeidError(ErrorCode.TRUNCATED, "no data elements after the file meta information")
+    if not _is_deflated(ds):  # offsets of a deflated dataset refer to the inflated stream
+        _check_lengths(ds, data)
+    try:
+        depth = sequence_depth(ds, max_sequence_depth + 1)
+    except RecursionError:
+        raise DeidError(
+            ErrorCode.SEQUENCE_TOO_DEEP, "sequences are nested too deeply to parse"
+        ) from None
+    except Exception as exc:
+        raise DeidError(
+            ErrorCode.INVALID_VALUE, f"a sequence could not be parsed ({type(exc).__name__})"
+        ) from None
+    if depth > max_sequence_depth:
+        raise DeidError(
+            ErrorCode.SEQUENCE_TOO_DEEP,
+            f"sequences nest deeper than the policy's limit of {max_sequence_depth}",
+        )
+    if max_pixels is not None:
+        check_pixel_cap(ds, max_pixels)
+    return ds
+
+
+def _looks_like_raw_dataset(data: bytes) -> bool:
+    if len(data) < 8:
+        return False
+    group, _element = struct.unpack("<HH", data[:4])
+    return group in _RAW_START_GROUPS
+
+
+def _check_transfer_syntax(ds: FileDataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if uid is None:
+        return  # raw dataset: pydicom guessed the encoding from the data
+    if not UID(str(uid)).is_transfer_syntax:
+        raise DeidError(
+            ErrorCode.UNSUPPORTED_TRANSFER_SYNTAX,
+            "the transfer syntax UID in the file meta is not a known DICOM transfer syntax",
+        )
+
+
+def _is_deflated(ds: FileDataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    uid = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    return uid in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+def _check_lengths(ds: FileDataset, data: bytes) -> None:
+    """Raise TRUNCATED when a top-level element runs past the end or the image lost its pixels."""
+    for raw in ds._dict.values():
+        tell = getattr(raw, "value_tell", None)
+        length = getattr(raw, "length", None)
+        if tell is None or length is None or length == 0xFFFFFFFF:
+            continue
+        size = len(data)
+        if tell + length > size:
+            raise DeidError(
+                ErrorCode.TRUNCATED,
+                f"element ({raw.tag >> 16:04X},{raw.tag & 0xFFFF:04X}) declares {length} bytes "
+                f"but the file ends {tell + length - size} bytes early",
+            )
+    if not any(tag in ds for tag in PIXEL_TAGS) and _pixel_tag_in(data):
+        raise DeidError(
+            ErrorCode.TRUNCATED,
+            "the file holds a Pixel Data element that could not be read: it looks truncated",
+        )
+
+
+def _pixel_tag_in(data: bytes) -> bool:
+    """True when the bytes hold a Pixel Data tag (little or big endian)."""
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
+def sequence_depth(ds: Dataset, limit: int) -> int:
+    """Return the deepest sequence nesting in ``ds``, stopping early once ``limit`` is reached.
+
+    >>> from pydicom.dataset import Dataset
+    >>> from pydicom.sequence import Sequence
+    >>> inner = Dataset(); inner.PatientID = "x"
+    >>> outer = Dataset(); outer.ReferencedStudySequence = Sequence([inner])
+    >>> sequence_depth(outer, 10)
+    1
+    """
+    deepest = 0
+    stack: list[tuple[Dataset, int]] = [(ds, 0)]
+    while stack:
+        current, depth = stack.pop()
+        for tag in list(current._dict):
+            if current._dict[tag].VR not in (None, "SQ", "UN"):
+                continue
+            element = current[tag]
+            if element.VR != "SQ":
+                continue
+            for item in element.value or ():
+                if depth + 1 > deepest:
+                    deepest = depth + 1
+                    if deepest >= limit:
+                        return deepest
+                if isinstance(item, Dataset):
+                    stack.append((item, depth + 1))
+    return deepest
+
+
+def check_pixel_cap(ds: Dataset, max_pixels: int) -> None:
+    """Raise TOO_MANY_PIXELS when the header declares more than ``max_pixels`` samples."""
+    try:
+        rows = int(ds.get("Rows", 0) or 0)
+        columns = int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        raise DeidError(
+            ErrorCode.INVALID_VALUE,
+            "Rows, Columns, NumberOfFrames or SamplesPerPixel is not a number",
+        ) from None
+    declared = rows * columns * frames * samples
+    if declared > max_pixels:
+        raise DeidError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"the header declares {declared} pixel samples, more than the cap of {max_pixels}",
+        )
