@@ -1,0 +1,731 @@
+"""Pattern layer of the text detector: regular expressions, word lists and name heuristics.
+
+Everything here is independent of the record being processed: it finds
+dates, times, phone numbers, e-mail addresses, URLs, social security
+numbers, ID-like digit runs, ages over 89, street addresses, institution
+names and person names (DICOM caret names, titles, known first names) in any
+string. :mod:`dicomscrub.core.text_detect` combines it with the record's own
+identifiers and spaCy NER.
+
+The word lists are loaded once per process:
+
+- ``core/data/never_phi_terms.txt``: radiology, anatomy, modality, view,
+  device, protocol and unit words that are never PHI on their own;
+- spaCy's English stop words;
+- first and last names from Faker's locale data (a name gazetteer for
+  ALL-CAPS text, which defeats NER);
+- Faker's list of about 1000 common English words;
+- an English dictionary (the GCIDE list of the ``english-words`` package,
+  about 114 000 words) to tell dictionary words from names.
+
+Examples
+--------
+>>> [(text[s.start:s.end], s.entity_type) for text in ["DOB: 07/22/1943"]
+...  for s in find_patterns(text)]
+[('07/22/1943', 'DATE')]
+>>> find_patterns("CHEST PA LAT")
+[]
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+__all__ = [
+    "ENTITY_TYPES",
+    "WORD_RE",
+    "Span",
+    "Vocabulary",
+    "find_patterns",
+    "fold",
+    "ocr_digit_view",
+    "vocabulary",
+]
+
+#: Entity types the detector reports (see ``notes/README-text.md``).
+ENTITY_TYPES = (
+    "PERSON",
+    "ID",
+    "DATE",
+    "TIME",
+    "AGE",
+    "ORG",
+    "LOCATION",
+    "PHONE",
+    "EMAIL",
+    "URL",
+    "SSN",
+    "OTHER",
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A PHI span in a string: ``text[start:end]`` is the PHI.
+
+    Attributes
+    ----------
+    start, end
+        Character offsets (``end`` exclusive).
+    entity_type
+        One of :data:`ENTITY_TYPES`.
+    detector
+        ``"denylist"`` (the record's own identifiers or ``policy.text.deny``),
+        ``"pattern"`` (regular expressions and name heuristics) or ``"ner"``.
+    confidence
+        0..1.
+
+    Examples
+    --------
+    >>> Span(0, 4, "PERSON", "ner", 0.6).end
+    4
+    """
+
+    start: int
+    end: int
+    entity_type: str
+    detector: str
+    confidence: float
+
+
+#: A word: letters and digits, with inner apostrophes ("O'BRIEN", "CHILDREN'S").
+WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+def fold(word: str) -> str:
+    """Case- and accent-fold a word for dictionary look-ups.
+
+    >>> fold("Müller")
+    'muller'
+    """
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("’", "'")
+
+
+# ---------------------------------------------------------------------------- word lists
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The process-wide word lists (all folded).
+
+    Attributes
+    ----------
+    never_phi
+        Radiology, anatomy, modality, view, device, protocol and unit words.
+    stop
+        English stop words (spaCy's list).
+    common
+        Common English words (Faker's lorem list) minus known first names.
+    first_names, last_names
+        Name gazetteer from Faker's locale data, minus ``never_phi`` words.
+    english
+        English dictionary words (GCIDE), lower case.
+    """
+
+    never_phi: frozenset[str]
+    stop: frozenset[str]
+    common: frozenset[str]
+    first_names: frozenset[str]
+    last_names: frozenset[str]
+    english: frozenset[str]
+
+    def is_safe_word(self, folded: str) -> bool:
+        """True when a folded word is never PHI on its own (vocabulary or stop word)."""
+        return folded in self.never_phi or folded in self.stop
+
+    def is_name(self, folded: str) -> bool:
+        """True when a folded word is a known first or last name."""
+        return folded in self.first_names or folded in self.last_names
+
+    def is_english(self, folded: str) -> bool:
+        """True when a folded word (or its stem without -s, -es, -ed, -ing) is in the dictionary.
+
+        >>> vocabulary().is_english("attributes"), vocabulary().is_english("kaufman")
+        (True, False)
+        """
+        if folded in self.english or folded in self.common:
+            return True
+        for suffix in ("s", "es", "ed", "d", "ing", "ly"):
+            if folded.endswith(suffix) and len(folded) - len(suffix) >= 3:
+                stem = folded[: -len(suffix)]
+                if stem in self.english or (suffix == "ing" and stem + "e" in self.english):
+                    return True
+        return False
+
+
+def _read_terms() -> Iterator[str]:
+    text = resources.files("dicomscrub.core").joinpath("data/never_phi_terms.txt")
+    for line in text.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+        for match in WORD_RE.finditer(line):
+            yield fold(match.group())
+
+
+_NAME_LOCALES = ("en_US", "en_GB", "en_IE", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR")
+
+
+def _faker_names(attribute: str) -> set[str]:
+    import importlib
+
+    names: set[str] = set()
+    for locale in _NAME_LOCALES:
+        try:
+            module = importlib.import_module(f"faker.providers.person.{locale}")
+        except ImportError:  # pragma: no cover - faker always ships these locales
+            continue
+        values = getattr(module.Provider, attribute, ())
+        for name in values:
+            for match in WORD_RE.finditer(str(name)):
+                if len(match.group()) >= 2:
+                    names.add(fold(match.group()))
+    return names
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> Vocabulary:
+    """Load the word lists once per process.
+
+    >>> v = vocabulary()
+    >>> "portable" in v.never_phi and "mary" in v.first_names
+    True
+    """
+    from english_words import get_english_words_set  # type: ignore[import-untyped]
+    from faker.providers.lorem.en_US import Provider as Lorem
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    never_phi = frozenset(_read_terms())
+    stop = frozenset(fold(w) for w in STOP_WORDS)
+    first = _faker_names("first_names") - never_phi
+    last = _faker_names("last_names") - never_phi
+    common = frozenset(fold(w) for w in Lorem.word_list) - first
+    words = get_english_words_set(["gcide"], alpha=True, lower=True)
+    english = frozenset(w for w in words if len(w) > 1)
+    return Vocabulary(never_phi, stop, common, frozenset(first), frozenset(last), english)
+
+
+# ---------------------------------------------------------------------------- regexes
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MON_NUM = r"(?:0?[1-9]|1[0-2])"
+_YEAR4 = r"(?:19|20)\d\d"
+_I = re.IGNORECASE
+
+# (entity type, regex, confidence, group holding the PHI)
+_PATTERNS: list[tuple[str, re.Pattern[str], float, int]] = [
+    # --- dates
+    (  # ISO 8601 date and time: 2012-03-09T10:22:05, 2012-03-09 10:22
+        "DATE",
+        re.compile(
+            rf"(?<![\w.]){_YEAR4}-{_MON_NUM}-{_DAY}[T ](?:[01]\d|2[0-3]):[0-5]\d"
+            r"(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)?(?![\w:])"
+        ),
+        0.9,
+        0,
+    ),
+    (  # ISO and year-first: 2012-03-09, 2012/03/09, 2012.03.09
+        "DATE",
+        re.compile(rf"(?<![\w.]){_YEAR4}([-/.]){_MON_NUM}\1{_DAY}(?!\w|\.\d)"),
+        0.9,
+        0,
+    ),
+    (  # MM/DD/YYYY, DD.MM.YYYY, M/D/YY, DD-MM-YYYY ...
+        "DATE",
+        re.compile(rf"(?<![\w.:/-]){_DAY}([-/.]){_DAY}\1(?:{_YEAR4}|\d\d)(?!\w|[.:/-]\d)"),
+        0.9,
+        0,
+    ),
+    (  # D-MON-YYYY, DD-MON-YY, 22 JUL 1943, 22JUL1943, 3rd March 2012
+        "DATE",
+        re.compile(
+            rf"(?<!\w){_DAY}(?:st|nd|rd|th)?[-\s.]?(?:of\s+)?{_MONTH}\.?[-\s.,]*"
+            rf"(?:{_YEAR4}|'?\d\d)(?!\w)",
+            _I,
+        ),
+        0.9,
+        0,
+    ),
+    (  # July 22, 1943; JUL 22 1943
+        "DATE",
+        re.compile(rf"(?<!\w){_MONTH}\.?\s*{_DAY}(?:st|nd|rd|th)?,?\s*{_YEAR4}(?!\w)", _I),
+        0.9,
+        0,
+    ),
+    (  # month and year: March 2012, MAR-2012, 03/2012
+        "DATE",
+        re.compile(rf"(?<!\w){_MONTH}\.?[-\s,]+{_YEAR4}(?!\w)", _I),
+        0.7,
+        0,
+    ),
+    ("DATE", re.compile(rf"(?<![\w./-]){_MON_NUM}/{_YEAR4}(?![\w/]|\.\d)"), 0.7, 0),
+    (  # YYYYMMDD and DICOM DT YYYYMMDDHHMMSS(.ffffff)
+        "DATE",
+        re.compile(
+            rf"(?<![\w.]){_YEAR4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+            r"(?:[0-2]\d[0-5]\d(?:[0-5]\d(?:\.\d{1,6})?)?)?(?:[+-][01]\d[0-5]\d)?(?!\w|\.\d)"
+        ),
+        0.9,
+        0,
+    ),
+    # --- times of day (a leading + or - marks an elapsed time or a timer: not PHI)
+    (
+        "TIME",
+        re.compile(
+            r"(?<![\w:+\-.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
+            r"(?:\s?[AaPp]\.?[Mm]\.?(?!\w))?(?![\w:]|\.\d)"
+        ),
+        0.85,
+        0,
+    ),
+    # --- SSN, phone numbers
+    ("SSN", re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])"), 0.95, 0),
+    (
+        "SSN",
+        re.compile(r"\b(?:ssn|social\s+security(?:\s+(?:no|number))?)\.?\s*[:#]?\s*(\d{9})\b", _I),
+        0.95,
+        1,
+    ),
+    (  # 216-555-1234, 216.555.1234, (216) 555-1234, +1 216 555 1234
+        "PHONE",
+        re.compile(
+            r"(?<![\w+.-])(?:(?:\+?1[\s.-]?)?\(\d{3}\)\s?\d{3}[\s.-]?\d{4}"
+            r"|\+?1[\s.-]\d{3}[\s.-]\d{3}[\s.-]\d{4}"
+            r"|\d{3}([.-])\d{3}\1\d{4})(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-]|\.\d)"
+        ),
+        0.85,
+        0,
+    ),
+    (  # international: +49 30 1234567, +44 (0)20 7946 0958
+        "PHONE",
+        re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?![\w:])"),
+        0.8,
+        0,
+    ),
+    (  # labelled: Tel: 0216 5551234, Phone # 555 1234
+        "PHONE",
+        re.compile(
+            r"\b(?:tel|phone|ph|fax|cell|mobile|mob|pager|telephone)\b\.?\s*"
+            r"(?:no\.?|number|#)?\s*[:#]?\s*(\+?\d[\d\s().-]{5,}\d)",
+            _I,
+        ),
+        0.9,
+        1,
+    ),
+    ("PHONE", re.compile(r"(?<![\w.+/-])\d{3}-\d{4}(?![\w-]|\.\d)"), 0.6, 0),
+    # --- e-mail, URL
+    ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), 0.99, 0),
+    ("URL", re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+", _I), 0.95, 0),
+    (
+        "URL",
+        re.compile(
+            r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|io|info|biz|health"
+            r"|de|uk|fr|nl|ca|au|ch|at|it|es|se|no|dk|be)\b(?:/[^\s]*)?",
+            _I,
+        ),
+        0.8,
+        0,
+    ),
+    # --- IDs: MRN / accession-like digit runs and labelled identifiers
+    ("ID", re.compile(r"(?<![\w.])\d{7,}(?:[A-Za-z]{1,2})?(?!\w|\.\d)"), 0.8, 0),
+    ("ID", re.compile(r"(?<![\w.])[A-Za-z]{1,5}[-_#:]?\d{5,}[A-Za-z]?(?!\w|\.\d)"), 0.75, 0),
+    (  # segmented: 11-05-25-142825, 123_4567_89 (7+ digits in all)
+        "ID",
+        re.compile(r"(?<![\w.-])\d+(?:[-_]\d+){1,5}(?!\w|[-_.]\d)"),
+        0.7,
+        0,
+    ),
+    (
+        "ID",
+        re.compile(
+            r"\b(?:mrn|mr\s?#|mr\s?no|med(?:ical)?\s?rec(?:ord)?|patient\s?id|pat\.?\s?id|pid|id"
+            r"|acc(?:ession)?|acct|account|chart|case|encounter|enc|visit|fin|csn|har"
+            r"|hosp(?:ital)?\s?(?:no|number|#)|ur\s?no|nhs|study\s?id|order)"
+            r"\.?\s*(?:no\.?|num(?:ber)?\.?|#)?\s*[:#=]?\s*"
+            r"([A-Za-z0-9][A-Za-z0-9\-_/]*\d[A-Za-z0-9\-_/]*)",
+            _I,
+        ),
+        0.9,
+        1,
+    ),
+    # --- ages over 89 (HIPAA): 92 yo, 92-year-old, 092Y, age 93
+    (
+        "AGE",
+        re.compile(
+            r"(?<![\w.])0?(?:9\d|1[0-4]\d)\s?-?\s?(?:years?|yrs?|y/o|y\.o\.?|yo|y)"
+            r"(?:[-\s]old)?(?!\w)",
+            _I,
+        ),
+        0.85,
+        0,
+    ),
+    ("AGE", re.compile(r"\bage[d]?\s*[:=]?\s*((?:9\d|1[0-4]\d))(?![\w.])", _I), 0.85, 1),
+    # --- postal addresses
+    ("LOCATION", re.compile(r"\bp\.?\s?o\.?\s*box\s+\d+", _I), 0.9, 0),
+    ("LOCATION", re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])"), 0.8, 0),
+]
+
+_STREET_SUFFIX = (
+    r"(?:street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl"
+    r"|plaza|terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|turnpike"
+    r"|expressway|freeway|crescent|close|row|alley|pike|route|rte)"
+)
+_STREET_RE = re.compile(
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+((?:[A-Za-z0-9'.-]+\s+){{1,4}}?){_STREET_SUFFIX}\.?(?!\w)"
+    r"(?:\s*,?\s*(?:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?",
+    _I,
+)
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ"
+    "|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
+)
+_CAP_WORD = r"[A-Z][A-Za-z.'-]+"
+_CITY_STATE_ZIP = re.compile(
+    rf"(?:(?<![\w]){_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}},\s*)?(?<![\w])(?:{_US_STATES})\.?,?\s+"
+    r"\d{5}(?:-\d{4})?(?![\w-])"
+)
+_CITY_STATE = re.compile(
+    rf"(?<![\w])({_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}}),\s*(?:{_US_STATES})(?![\w-])"
+)
+_UK_POSTCODE = re.compile(r"(?<![\w])[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}(?!\w)")
+
+_ORG_CUE = (
+    r"(?:hospitals?|hosp|clinics?|klinik|klinikum|medical\s+cent(?:er|re)|med(?:ical)?\.?\s+ctr"
+    r"|medical\s+group|health\s?care|health(?:\s+system)?|cent(?:er|re)|ctr|infirmary|institute"
+    r"|university|univ|college|foundation|associates|diagnostics|laboratories|labs|sanatorium"
+    r"|h[oô]pital|ospedale|krankenhaus|ziekenhuis|hospice|nursing\s+home|rehab(?:ilitation)?)"
+)
+_ORG_RE = re.compile(
+    rf"(?<![\w])(?P<pre>(?:[A-Z][\w'.&-]*\s+){{1,5}})(?i:{_ORG_CUE})(?!\w)"
+    rf"(?:\s+(?i:of)\s+[A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*){{0,2}})?"
+)
+_ORG_OF_RE = re.compile(
+    rf"(?<![\w])(?i:{_ORG_CUE})\s+(?i:of)\s+([A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*){{0,2}})"
+)
+_ORG_CONNECTORS = frozenset(
+    [
+        "general",
+        "memorial",
+        "regional",
+        "community",
+        "county",
+        "city",
+        "state",
+        "national",
+        "royal",
+        "saint",
+        "st",
+        "mount",
+        "mt",
+        "university",
+        "medical",
+        "med",
+        "children's",
+        "childrens",
+        "women's",
+        "womens",
+        "the",
+        "of",
+        "and",
+        "district",
+        "central",
+        "north",
+        "south",
+        "east",
+        "west",
+        "northern",
+        "southern",
+        "eastern",
+        "western",
+    ]
+)
+_ORG_CUE_WORDS = frozenset(
+    [
+        "hospital",
+        "hospitals",
+        "hosp",
+        "clinic",
+        "clinics",
+        "klinik",
+        "klinikum",
+        "medical",
+        "center",
+        "centre",
+        "ctr",
+        "group",
+        "health",
+        "healthcare",
+        "system",
+        "infirmary",
+        "institute",
+        "university",
+        "univ",
+        "college",
+        "foundation",
+        "associates",
+        "diagnostics",
+        "laboratories",
+        "labs",
+        "sanatorium",
+        "hopital",
+        "ospedale",
+        "krankenhaus",
+        "ziekenhuis",
+        "hospice",
+        "nursing",
+        "home",
+        "rehab",
+        "rehabilitation",
+        "med",
+    ]
+)
+
+# --- person names
+_TITLES = frozenset(("dr", "drs", "doctor", "mr", "mrs", "ms", "miss", "mx", "prof", "professor"))
+_CARET_NAME = re.compile(r"(?<![\w^])[^\W\d_][\w'.-]*(?:\^[\w'.-]*){1,4}(?![\w^])")
+_TITLE_NAME = re.compile(
+    r"\b(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister)\.?\s+"
+    r"([A-Z][\w'-]*\.?(?:\s+[A-Z][\w'-]*\.?){0,2})"
+)
+_NAME_DEGREE = re.compile(
+    r"(?<![\w])([A-Z][\w'-]+(?:\s+[A-Z]\.?)?\s+[A-Z][\w'-]+),?\s+"
+    r"(?:M\.?D\.?|D\.?O\.?|Ph\.?D\.?|R\.?N\.?|MBBS|FRCR|FRCP)(?!\w)"
+)
+_LABELLED_NAME = re.compile(
+    r"\b(?i:patient(?:'s)?\s+name|patient|pt\.?\s+name|pt|pat\.?\s*name|name|referring(?:\s+"
+    r"(?:physician|phys|dr|md|doctor))?|ref\.?\s*(?:phys|dr|md|physician)|physician|radiologist"
+    r"|technologist|tech|operator|reader|attending|resident|signed\s+by|read\s+by"
+    r"|dictated\s+by|performed\s+by|ordered\s+by|requested\s+by|reported\s+by)\s*[:=]\s*"
+    r"([^\W\d_][\w'.^-]*(?:(?:\s*,\s*|\s+|\^)[^\W\d_][\w'.^-]*){0,3})"
+)
+_NAME_GAP = re.compile(r"^(?:[\s,^]{1,3}|\.\s*)$")
+
+
+def ocr_digit_view(text: str) -> str:
+    """Return ``text`` with OCR letter/digit confusions fixed inside number-like words.
+
+    A word that is mostly digits has O/o/Q/D read as 0, I/l/|/! as 1, S as 5,
+    B as 8, Z as 2 and G as 6. The result has the same length, so offsets
+    still point into the original.
+
+    >>> ocr_digit_view("MRN 0OO79241S39 Sag Liver")
+    'MRN 00079241539 Sag Liver'
+    """
+    table = str.maketrans("OoQDIl|!SBZG", "000011115826")
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group()
+        digits = sum(ch.isdigit() for ch in word)
+        if digits >= 3 and digits >= 0.6 * len(word):
+            return word.translate(table)
+        return word
+
+    return re.sub(r"[\w|!]+", fix, text)
+
+
+# ---------------------------------------------------------------------------- finders
+
+
+def _regex_spans(text: str) -> Iterator[Span]:
+    for entity_type, pattern, confidence, group in _PATTERNS:
+        for match in pattern.finditer(text):
+            start, end = match.span(group)
+            if start < 0 or end <= start:
+                continue
+            if entity_type == "ID" and not _id_like(text[start:end], labelled=group == 1):
+                continue
+            if (
+                entity_type == "PHONE"
+                and group == 0
+                and pattern.pattern.startswith("(?<![\\w+])\\+")
+            ):
+                digits = sum(ch.isdigit() for ch in text[start:end])
+                if not 8 <= digits <= 15:
+                    continue
+            yield Span(start, end, entity_type, "pattern", confidence)
+
+
+def _id_like(value: str, *, labelled: bool) -> bool:
+    digits = sum(ch.isdigit() for ch in value)
+    if labelled:
+        return len(value) >= 4 and digits >= 3
+    if "-" in value or "_" in value:
+        groups = re.split(r"[-_]", value)
+        return digits >= 7 and max(len(g) for g in groups) >= 3
+    return True
+
+
+def _address_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    for match in _STREET_RE.finditer(text):
+        words = [fold(w) for w in WORD_RE.findall(match.group(1))]
+        if any(not vocab.is_safe_word(w) or any(c.isdigit() for c in w) for w in words):
+            yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.85)
+    for match in _CITY_STATE_ZIP.finditer(text):
+        yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.85)
+    for match in _CITY_STATE.finditer(text):
+        words = [fold(w) for w in WORD_RE.findall(match.group(1))]
+        if any(not vocab.is_safe_word(w) for w in words):
+            yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.7)
+    if _STREET_RE.search(text):
+        for match in _UK_POSTCODE.finditer(text):
+            yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.7)
+
+
+def _org_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    for match in _ORG_RE.finditer(text):
+        before = list(WORD_RE.finditer(text, match.start("pre"), match.end("pre")))
+        # the name starts after the last word that cannot belong to it
+        # ("CT CHEST AT MERCY HOSPITAL", "DR SMITH MERCY HOSPITAL")
+        first = 0
+        for index, word in enumerate(before):
+            if _org_breaker(fold(word.group()), vocab):
+                first = index + 1
+        words = [fold(w.group()) for w in WORD_RE.finditer(text, match.start(), match.end())]
+        if first >= len(before) or not any(_org_distinctive(w, vocab) for w in words):
+            continue
+        yield Span(before[first].start(), match.end(), "ORG", "pattern", 0.75)
+    for match in _ORG_OF_RE.finditer(text):
+        rest = [fold(w) for w in WORD_RE.findall(match.group(1))]
+        if any(_org_distinctive(w, vocab) for w in rest):
+            yield Span(match.start(), match.end(), "ORG", "pattern", 0.75)
+
+
+def _org_breaker(word: str, vocab: Vocabulary) -> bool:
+    if word in _ORG_CUE_WORDS or word in _ORG_CONNECTORS:
+        return False
+    return vocab.is_safe_word(word) or word.isdigit() or word in _TITLES
+
+
+def _org_distinctive(word: str, vocab: Vocabulary) -> bool:
+    return not (
+        word in _ORG_CUE_WORDS
+        or word in _ORG_CONNECTORS
+        or vocab.is_safe_word(word)
+        or any(ch.isdigit() for ch in word)
+        or len(word) < 2
+    )
+
+
+def _trim_name(text: str, start: int, end: int, vocab: Vocabulary) -> tuple[int, int] | None:
+    """Shrink a candidate name to its words up to the first vocabulary word; None if empty."""
+    words = [w for w in WORD_RE.finditer(text, start, end)]
+    kept = []
+    for word in words:
+        folded = fold(word.group())
+        if vocab.is_safe_word(folded) and len(folded) > 1:
+            break
+        kept.append(word)
+    while kept and len(kept[-1].group()) == 1:
+        kept.pop()
+    if not kept or all(len(w.group()) == 1 for w in kept):
+        return None
+    return kept[0].start(), kept[-1].end()
+
+
+def _ambiguous_title(matched: str) -> bool:
+    title = matched.split()[0]
+    return title in {"MR", "MS", "DR"}
+
+
+def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    for match in _CARET_NAME.finditer(text):
+        value = match.group()
+        stripped = value.rstrip("^")
+        parts = [p for p in stripped.split("^") if p]
+        if len(parts) >= 1 and any(not vocab.is_safe_word(fold(p)) for p in parts):
+            yield Span(match.start(), match.start() + len(stripped), "PERSON", "pattern", 0.9)
+    for regex in (_TITLE_NAME, _NAME_DEGREE, _LABELLED_NAME):
+        for match in regex.finditer(text):
+            trimmed = _trim_name(text, match.start(1), match.end(1), vocab)
+            if trimmed is None:
+                continue
+            if regex is _TITLE_NAME and _ambiguous_title(match.group(0)):
+                # "MR ENTEROGRAPHY", "MS LESIONS", "DR 60": a bare MR/MS/DR in capitals is a
+                # modality, a disease or a setting unless a known name follows
+                first = fold(WORD_RE.search(text, trimmed[0]).group())  # type: ignore[union-attr]
+                if first not in vocab.first_names and first not in vocab.last_names:
+                    continue
+            yield Span(trimmed[0], trimmed[1], "PERSON", "pattern", 0.85)
+    yield from _gazetteer_spans(text, vocab)
+
+
+def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    """Runs of 2-4 name-like words with at least one known first name ("KAUFMAN SCOTT")."""
+    run: list[re.Match[str]] = []
+
+    def flush() -> Iterator[Span]:
+        words = [w for w in run if len(w.group()) > 1]
+        if len(words) >= 2:
+            folded = [fold(w.group()) for w in words]
+            known_first = any(f in vocab.first_names for f in folded)
+            plausible = all(vocab.is_name(f) or not vocab.is_english(f) for f in folded)
+            if known_first and plausible:
+                yield Span(words[0].start(), words[-1].end(), "PERSON", "pattern", 0.7)
+        run.clear()
+
+    previous_end = 0
+    for word in WORD_RE.finditer(text):
+        token = word.group()
+        folded = fold(token)
+        candidate = (
+            not any(ch.isdigit() for ch in token)
+            and (token[0].isupper())
+            and (len(token) == 1 or not vocab.is_safe_word(folded))
+        )
+        joined = bool(run) and _NAME_GAP.match(text[previous_end : word.start()]) is not None
+        if run and not (candidate and joined):
+            yield from flush()
+        if candidate and len(run) < 4:
+            run.append(word)
+        elif candidate:
+            yield from flush()
+            run.append(word)
+        previous_end = word.end()
+    yield from flush()
+
+
+def find_patterns(text: str, *, ocr: bool = False, vocab: Vocabulary | None = None) -> list[Span]:
+    """Find PHI by patterns and name heuristics (overlaps allowed; the detector merges them).
+
+    Parameters
+    ----------
+    text
+        Any string.
+    ocr
+        The text came from OCR: number-like words are read through
+        :func:`ocr_digit_view` first (offsets are unchanged).
+    vocab
+        Word lists to use (default: :func:`vocabulary`; the detector passes
+        one extended with ``policy.text.allow``).
+
+    Returns
+    -------
+    list of Span
+        Sorted by start; spans may overlap.
+
+    Examples
+    --------
+    >>> [(s.entity_type, s.start, s.end) for s in find_patterns("mail jane@example.org")]
+    [('EMAIL', 5, 21)]
+    """
+    vocab = vocab if vocab is not None else vocabulary()
+    view = ocr_digit_view(text) if ocr else text
+    spans: list[Span] = list(_regex_spans(view))
+    spans.extend(_address_spans(text, vocab))
+    spans.extend(_org_spans(text, vocab))
+    spans.extend(_name_spans(text, vocab))
+    spans.sort(key=lambda s: (s.start, -s.end))
+    return spans
+
+
+def words(text: str) -> Iterable[re.Match[str]]:
+    """Iterate over the words of ``text`` (see :data:`WORD_RE`)."""
+    return WORD_RE.finditer(text)
