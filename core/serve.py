@@ -380,6 +380,8 @@ def build_app(options: ServeOptions) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn worker processes (``--workers`` > 1)."""
+    # a spawned worker starts with unconfigured logging: set it up as the CLI does
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return build_app(ServeOptions.from_env())
 
 

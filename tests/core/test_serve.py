@@ -32,8 +32,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from support import TEST_SECRET, pydicom_test_file
 
-pytestmark = pytest.mark.slow
-
 MAX_BODY_MB = 8
 CT_PHI = (b"CompressedSamples", b"JFK IMAGING", b"1.3.6.1.4.1.5962.1.2.1.20040119072730.12322")
 # PHI of the generated file: in the header and burned into every frame.
@@ -169,7 +167,32 @@ def burned_in_dicom(frames: int) -> bytes:
     return out.getvalue()
 
 
+# --- start-up ------------------------------------------------------------------------------------
+def run_serve(*extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "dicomscrub.core.cli", "serve", "--port", str(free_port())]
+    return subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_refuses_to_start_without_an_api_key() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DICOMSCRUB_API_KEY"}
+    run = run_serve(env={**env, "DICOMSCRUB_SECRET": TEST_SECRET})
+
+    assert run.returncode == 2
+    assert "DICOMSCRUB_API_KEY" in run.stderr
+    assert "--insecure-no-api-key" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_refuses_an_ephemeral_secret_shared_by_several_workers() -> None:
+    env = {**os.environ, "DICOMSCRUB_API_KEY": "k", "DICOMSCRUB_SECRET": TEST_SECRET}
+    run = run_serve("--workers", "2", "--ephemeral-secret", env=env)
+
+    assert run.returncode == 2
+    assert "--ephemeral-secret" in run.stderr
+
+
 # --- the reference request with the usual clients ------------------------------------------------
+@pytest.mark.slow
 def test_curl_request_piped_through_jq_and_base64(service: Service, tmp_path: Path) -> None:
     for tool in ("curl", "jq", "base64"):
         assert shutil.which(tool), f"{tool} is not installed (make system-deps installs it)"
@@ -198,6 +221,7 @@ def test_curl_request_piped_through_jq_and_base64(service: Service, tmp_path: Pa
     assert str(ds.PatientName) != "CompressedSamples^CT1"
 
 
+@pytest.mark.slow
 def test_plain_requests_call(service: Service) -> None:
     response = service.post(body_for(pydicom_test_file("CT_small.dcm").read_bytes()))
 
@@ -212,12 +236,14 @@ def test_plain_requests_call(service: Service) -> None:
     assert isinstance(body["languages_detected"], dict)
 
 
+@pytest.mark.slow
 def test_path_without_v4_works_too(service: Service) -> None:
     data = pydicom_test_file("CT_small.dcm").read_bytes()
     response = service.post(body_for(data), path="/process/files/base64")
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.slow
 def test_privateai_client_ping_version_and_process(
     service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -254,6 +280,7 @@ def test_privateai_client_ping_version_and_process(
 
 
 # --- errors --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_missing_or_wrong_key_is_401(service: Service) -> None:
     body = body_for(b"irrelevant")
     assert service.post(body, key="wrong-" + service.key).status_code == 401
@@ -266,6 +293,7 @@ def test_missing_or_wrong_key_is_401(service: Service) -> None:
     assert requests.get(service.url + "/v4/", headers=bearer, timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 def test_oversized_body_is_413_before_it_is_read(service: Service) -> None:
     # Only the headers are sent: the service must answer from Content-Length alone.
     host, port = service.url.removeprefix("http://").split(":")
@@ -297,6 +325,7 @@ def test_oversized_body_is_413_before_it_is_read(service: Service) -> None:
     assert chunked.status_code == 413
 
 
+@pytest.mark.slow
 def test_not_dicom_is_a_clear_4xx(service: Service) -> None:
     text = b"Report for ROSEWOOD HARRIET, MRN 83920417: no acute findings.\n" * 10
     response = service.post(body_for(text))
@@ -315,11 +344,13 @@ def test_not_dicom_is_a_clear_4xx(service: Service) -> None:
         ({"file": {"content_type": "application/dicom"}}, 422, "invalid_request"),
     ],
 )
+@pytest.mark.slow
 def test_bad_requests_are_clear_4xx(service: Service, body: Any, status: int, code: str) -> None:
     response = service.post(body)
     assert (response.status_code, response.json()["error_code"]) == (status, code)
 
 
+@pytest.mark.slow
 def test_wrong_http_content_type_and_bad_json(service: Service) -> None:
     url = service.url + "/v4/process/files/base64"
     form = requests.post(url, data={"file": "x"}, headers=service.headers(), timeout=30)
@@ -334,6 +365,7 @@ def test_wrong_http_content_type_and_bad_json(service: Service) -> None:
 
 
 # --- pixels and frames ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_multi_frame_file_with_burned_in_phi(service: Service) -> None:
     data = burned_in_dicom(frames=3)
     source = pydicom.dcmread(BytesIO(data))
@@ -364,6 +396,7 @@ def test_multi_frame_file_with_burned_in_phi(service: Service) -> None:
         assert len(loc["box"]) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_burned_in_mrn_of_a_real_ultrasound_is_masked(service: Service, shared_dicom: Path) -> None:
     path = shared_dicom / "deid-data" / "GREYSCALE_IMAGE.dcm"
@@ -383,6 +416,7 @@ def test_burned_in_mrn_of_a_real_ultrasound_is_masked(service: Service, shared_d
 
 
 # --- logs (keep last: reads what the session sent) -----------------------------------------------
+@pytest.mark.slow
 def test_log_holds_routes_but_no_key_secret_or_phi(service: Service) -> None:
     requests.get(service.url + "/v4/process/files/base64?patient=ROSEWOOD", timeout=30)
     time.sleep(0.5)
