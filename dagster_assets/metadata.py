@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,7 +106,7 @@ def manifest_metadata(frame: pd.DataFrame, keys: list[str], *, manifest_url: str
     """Metadata of the manifest: rows, rejected rows, partitions, files per partition."""
     rejected = frame["reject_reason"].fillna("").astype(str) != ""
     usable = frame[~rejected]
-    reasons = frame.loc[rejected, "reject_reason"].astype(str).str.partition(":")[0]
+    reasons = Counter(str(r).split(":", 1)[0] for r in frame.loc[rejected, "reject_reason"])
     return {
         "dagster/row_count": MetadataValue.int(len(frame)),
         "rows_rejected": MetadataValue.int(int(rejected.sum())),
@@ -117,7 +118,7 @@ def manifest_metadata(frame: pd.DataFrame, keys: list[str], *, manifest_url: str
         "files_by_modality": count_table(
             usable["modality"].replace("", "(none)").value_counts().to_dict(), "modality", "files"
         ),
-        "rejected_by_reason": count_table(reasons.value_counts().to_dict(), "error_code", "rows"),
+        "rejected_by_reason": count_table(reasons, "error_code", "rows"),
     }
 
 

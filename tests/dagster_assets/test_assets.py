@@ -33,6 +33,16 @@ def _materialized(result: Any) -> dict[str, Any]:
     }
 
 
+def _failures(result: Any) -> list[str]:
+    """Step failure messages of a run (for assertion messages)."""
+    out = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            data = event.step_failure_data
+            out.append(f"{event.step_key}: {data.error.message if data.error else data}")
+    return out
+
+
 def _checks(result: Any) -> dict[str, bool]:
     return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
 
@@ -51,9 +61,9 @@ def _tree(folder: Path) -> dict[str, str]:
 
 
 def _audit_rows(scrubbed: Any, table: str, key: str) -> list[dict[str, Any]]:
-    """Audit rows of a partition without the run-dependent columns (timings, run time)."""
+    """Audit rows of a partition without the run-dependent columns (timings, run id and time)."""
     frame = scrubbed.resource.read_audit(table, key)
-    drop = [c for c in frame.columns if c.startswith("seconds") or c in {"written_at", "run_at"}]
+    drop = [c for c in frame.columns if c.startswith("seconds") or c in {"run_id", "processed_at"}]
     rows = frame.drop(columns=drop).astype(str).to_dict("records")
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 
@@ -76,7 +86,7 @@ def test_each_partition_materializes_with_metadata_outputs_and_audit(
     manifest = _manifest(scrubbed)
     for key in scrubbed.good:
         result = scrubbed.runs[key]
-        assert result.success, key
+        assert result.success, _failures(result)
         assets = _materialized(result)
         assert set(assets) == {DEID, *AUDIT_ASSETS}
         assert _checks(result) == dict.fromkeys(CHECKS, True)
@@ -140,7 +150,7 @@ def test_partition_over_failure_budget_fails_while_others_succeed(scrubbed: Any)
         **{**scrubbed.resource_config, "max_failed_fraction": 1.0}  # the rest unchanged
     )
     rerun = scrubbed.materialize(scrubbed.broken, resource=lenient)
-    assert rerun.success
+    assert rerun.success, _failures(rerun)
     assert _materialized(rerun)[DEID]["files_failed"].value == 1
     assert _checks(rerun) == dict.fromkeys(CHECKS, True)
 
@@ -153,7 +163,7 @@ def test_rerun_of_a_partition_is_idempotent(scrubbed: Any) -> None:
         _audit_rows(scrubbed, "entities", key),
     )
     rerun = scrubbed.materialize(key)
-    assert rerun.success
+    assert rerun.success, _failures(rerun)
     after = (
         _tree(scrubbed.output / key),
         _audit_rows(scrubbed, "files", key),
@@ -230,5 +240,12 @@ def test_secret_is_absent_from_event_logs_run_config_and_metadata(scrubbed: Any)
     assert TEST_SECRET.encode() not in audit_bytes
     output_bytes = b"".join(p.read_bytes() for p in scrubbed.output.rglob("*.dcm"))
     assert TEST_SECRET.encode() not in output_bytes
-    # the secret really was used: the resource resolves it only inside a run
-    assert scrubbed.resource.secret == "DICOMSCRUB_SECRET"
+    # yet the runs used it: pseudonymized UIDs are keyed with exactly this secret
+    from dicomscrub.core.pseudonyms import Pseudonymizer
+
+    manifest = _manifest(scrubbed).set_index("path")
+    files = scrubbed.resource.read_audit("files", scrubbed.good[0])
+    row = files.iloc[0]
+    original = manifest.loc[row["source"], "study_uid"]
+    assert row["output_study_uid"] == Pseudonymizer(TEST_SECRET).uid(original)
+    assert scrubbed.resource.secret == "DICOMSCRUB_SECRET"  # bound by name, not value
