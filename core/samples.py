@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -500,7 +501,8 @@ def _base_header(
         [(f"{PROCEDURE[study.template]} - f/u for ", None), (p.name.display.title(), "PERSON")],
     )
     request = Dataset()
-    request.AccessionNumber = study.accession
+    rec.phi(request, "RequestAttributesSequence[0].", "AccessionNumber", study.accession, "ID",
+            "sequence")  # fmt: skip
     rec.phi(
         request,
         "RequestAttributesSequence[0].",
@@ -538,7 +540,9 @@ def _base_header(
     prefix = "PerformingPhysicianIdentificationSequence[0].PersonIdentificationCodeSequence[0]."
     rec.note(prefix + "CodeValue", "(0008,0100)", study.npi, "ID", "sequence")
     ident.PersonIdentificationCodeSequence = DicomSequence([code])
-    ident.InstitutionName = study.institution.name
+    inst_needles = [study.institution.name, study.institution.word]
+    rec.phi(ident, "PerformingPhysicianIdentificationSequence[0].", "InstitutionName",
+            study.institution.name, "ORG", "sequence", inst_needles)  # fmt: skip
     ds.PerformingPhysicianIdentificationSequence = DicomSequence([ident])
     rec.phi(ds, "", "OperatorsName", study.operator.pn, "PERSON", "top")
     rec.phi(
@@ -1151,7 +1155,9 @@ def _build_file(
             "PERSON",
             "sequence",
         )
-        verifier.VerifyingOrganization = st.institution.name
+        rec.phi(verifier, "VerifyingObserverSequence[0].", "VerifyingOrganization",
+                st.institution.name, "ORG", "sequence",
+                [st.institution.name, st.institution.word])  # fmt: skip
         verified = st.date + dt.timedelta(days=1)
         rec.date(
             verifier,
@@ -1256,6 +1262,7 @@ def generate_corpus(
 
         raise ConfigurationError("--patients and --studies-per-patient must be at least 1")
     check_fonts()
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per encoded tile
     root = Path(out)
     dicom_root = root / DICOM_DIR
     dicom_root.mkdir(parents=True, exist_ok=True)
