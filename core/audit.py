@@ -78,7 +78,7 @@ __all__ = [
 #: Version of both table schemas; bumped whenever a column is added, renamed or retyped.
 SCHEMA_VERSION = 1
 #: Steps whose durations are recorded as ``seconds_<step>`` columns in ``files``.
-TIMING_STEPS = ("read", "header", "pixels", "encode", "write", "total")
+TIMING_STEPS = ("read", "deidentify", "encode", "write", "total")
 _PART_FILE = "part-0.parquet"
 _TABLES = ("files", "entities")
 
@@ -523,7 +523,7 @@ class PartitionCheck:
     partition
         The partition key.
     manifest_rows
-        Usable manifest rows in the partition.
+        Manifest rows in the partition.
     audit_rows
         Rows in the partition's ``files`` audit.
     missing_rows, duplicate_rows, unexpected_rows
@@ -629,7 +629,7 @@ def check_partition(
 
     validate_partition_key(partition_key, allow_date_like=True)
     df = read_manifest(manifest, storage_options=storage_options)
-    rows = df[(df["partition"] == partition_key) & (df["reject_reason"] == "")]
+    rows = df[df["partition"] == partition_key]
     if rows.empty:
         raise ConfigurationError("the partition has no usable rows in the manifest")
     check = PartitionCheck(partition=partition_key, manifest_rows=len(rows))

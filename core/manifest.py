@@ -11,9 +11,16 @@ A manifest is a pandas DataFrame (stored as Parquet or CSV) with these columns:
 ``modality``       Modality
 ``study_date``     StudyDate as ``YYYYMMDD`` (``""`` when absent)
 ``patient_key``    ``p-`` + 16 hex digits: keyed HMAC of PatientID (+ issuer), never the ID
-``partition``      the partition key; empty (NA) for rejected rows
+``partition``      the partition key; empty (NA) for rows rejected by ``build_manifest``
 ``reject_reason``  ``""`` for usable rows, else ``"<error code>: <reason>"`` (no PHI)
 =================  ======================================================================
+
+A row belongs to the partition named in its ``partition`` column, and a run
+processes exactly those rows. :func:`build_manifest` gives rejected rows
+(files that are not usable DICOM instances) no partition: they stay listed
+with their reason but are never run. In a bring-your-own manifest a row keeps
+the partition its author gave it even when its header cannot be read: the run
+then records it as a failed file, so it is still accounted for in the audit.
 
 Partition keys never hold PHI and are valid path components, because they
 name a folder of the output tree and of the audit (``partition=<key>``).
@@ -52,9 +59,11 @@ import hmac
 import logging
 import os
 import sys
+import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -215,10 +224,30 @@ def _scan(
         return row
 
     items = list(zip(paths, sizes, strict=True))
-    if workers <= 1 or len(items) <= 1:
-        return [one(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="manifest") as pool:
-        return list(pool.map(one, items))
+    with _quiet_pydicom():
+        if workers <= 1 or len(items) <= 1:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="manifest") as pool:
+            return list(pool.map(one, items))
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's value warnings while scanning: they quote values read from files."""
+    pydicom_log = logging.getLogger("pydicom")
+    drop = _DropRecords()
+    pydicom_log.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom_log.removeFilter(drop)
 
 
 def _sizes(paths: Iterable[str], storage_options: dict[str, Any] | None) -> list[int]:
@@ -386,16 +415,15 @@ def _complete(
                 f"{int(unassigned.sum())} manifest rows have no partition while others have one"
             )
         _check_partitions(df)
-    else:
+    else:  # rejected rows get no partition: listed, never run
         df["partition"] = _assign_partitions(df, partition_by, keyer or _Keyer(None))
-    df.loc[df["reject_reason"] != "", "partition"] = None
     df["partition"] = df["partition"].astype("str")  # missing stays missing (NaN)
     extra = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     return df[[*MANIFEST_COLUMNS, *extra]]
 
 
 def _check_partitions(df: pd.DataFrame) -> None:
-    usable = df[(df["reject_reason"] == "") & df["partition"].notna()]
+    usable = df[df["partition"].notna()]
     for key in usable["partition"].unique():
         validate_partition_key(str(key))
     known = usable[usable["study_uid"] != ""]
@@ -508,7 +536,7 @@ def partition_keys(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Sorted partition keys of a manifest (rejected rows have none).
+    """Sorted partition keys of a manifest (rows without a partition are not run).
 
     Examples
     --------
@@ -522,8 +550,6 @@ def partition_keys(
     else:
         df = read_manifest(manifest, storage_options=storage_options)
     usable = df["partition"].notna()
-    if "reject_reason" in df.columns:
-        usable &= df["reject_reason"].fillna("") == ""
     return sorted({str(k) for k in df.loc[usable, "partition"] if str(k)})
 
 

@@ -45,6 +45,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,8 @@ from .storage import (
     remove_empty_dirs,
     remove_files,
     safe_component,
+    sha256_of,
     validate_partition_key,
-    write_bytes_atomic,
 )
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PartitionFailedError", "PartitionResult", "run_cli", "run_partition"]
 
 _SECRET_ENV = "DICOMSCRUB_SECRET"
-_STEPS = ("read", "header", "pixels", "encode", "write")
+_STEPS = ("read", "deidentify", "encode", "write")
 
 
 class PartitionFailedError(RuntimeError):
@@ -123,8 +124,8 @@ class PartitionResult:
     seconds
         Wall time of the run.
     timings
-        Seconds per engine step, summed over files (``read``, ``header``,
-        ``pixels``, ``encode``, ``write``).
+        Seconds per engine step, summed over files (``read``, ``deidentify``,
+        ``encode``, ``write``).
     max_failed_fraction
         The failure budget the run was given.
     stale_removed
@@ -246,16 +247,34 @@ class _Task:
     previous_output: str | None = None
 
 
-def _layout(task: _Task, result: FileResult) -> str:
-    """``<partition_dir>/<study>/<series>/<sop>.dcm`` from the pseudonymized UIDs."""
-    parts = []
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        value = safe_component(result.uids.get(keyword, ""), what=f"pseudonymized {keyword}")
-        if not task.retain_uids and value in task.originals:
-            raise DeidError(ErrorCode.VERIFY_FAILED, f"the output {keyword} equals an original UID")
-        parts.append(value)
-    parts[-1] += ".dcm"
-    return join(task.partition_dir, *parts)
+class _Layout:
+    """The destination callable: ``<partition_dir>/<study>/<series>/<sop>.dcm``.
+
+    Every component is a pseudonymized UID checked to be a safe path component
+    and (unless the policy keeps UIDs) different from the source's UIDs.
+    """
+
+    def __init__(self, task: _Task) -> None:
+        self.task = task
+
+    def __call__(self, result: FileResult) -> str:
+        parts = []
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = result.uids.get(keyword, "")
+            try:
+                safe_component(value, what=keyword)
+            except ConfigurationError:
+                raise DeidError(
+                    ErrorCode.WRITE_FAILED,
+                    f"the output {keyword} is not a safe path component",
+                ) from None
+            if not self.task.retain_uids and value in self.task.originals:
+                raise DeidError(
+                    ErrorCode.VERIFY_FAILED, f"the output {keyword} equals an original UID"
+                )
+            parts.append(value)
+        parts[-1] += ".dcm"
+        return join(self.task.partition_dir, *parts)
 
 
 def _failed(source: str, code: ErrorCode, message: str, sha: str = "") -> FileResult:
@@ -268,68 +287,42 @@ def _failed(source: str, code: ErrorCode, message: str, sha: str = "") -> FileRe
     )
 
 
-def _process(engine: Engine, task: _Task) -> FileResult:
-    """Read, de-identify and write one file; never raises for per-file problems."""
+def _unchanged(task: _Task) -> FileResult | None:
+    """For ``resume``: a ``skipped`` result if the source and output are as before, else None."""
+    if task.previous_sha is None or task.previous_output is None:
+        return None
     started = time.perf_counter()
-    src_fs = filesystem(task.source, task.storage_options)
     try:
-        data = src_fs.cat_file(task.source)
-    except Exception as exc:
-        result = _failed(
-            task.source, ErrorCode.READ_FAILED, f"cannot read the source ({type(exc).__name__})"
-        )
-        result.timings["total"] = time.perf_counter() - started
-        return result
-    read_seconds = time.perf_counter() - started
-    sha = hashlib.sha256(data).hexdigest()
-    out_fs = filesystem(task.partition_dir, task.storage_options)
-    if (
-        task.previous_sha == sha
-        and task.previous_output is not None
-        and out_fs.exists(task.previous_output)
-    ):
-        skipped = FileResult(
-            source=task.source, source_sha256=sha, status="skipped", output=task.previous_output
-        )
-        skipped.timings = {"read": read_seconds, "total": time.perf_counter() - started}
+        sha = sha256_of(filesystem(task.source, task.storage_options), task.source)
+        out_fs = filesystem(task.previous_output, task.storage_options)
+        if sha != task.previous_sha or not out_fs.exists(task.previous_output):
+            return None
+    except Exception:
+        return None  # let the engine report the problem
+    skipped = FileResult(
+        source=task.source, source_sha256=sha, status="skipped", output=task.previous_output
+    )
+    seconds = time.perf_counter() - started
+    skipped.timings = {"read": seconds, "total": seconds}
+    return skipped
+
+
+def _process(engine: Engine, task: _Task) -> FileResult:
+    """De-identify one file into the layout; never raises for per-file problems."""
+    skipped = _unchanged(task)
+    if skipped is not None:
         return skipped
     try:
-        output, result = engine.process_bytes(data)
-    except Exception as exc:  # the engine promises not to raise; stay fail-closed if it does
-        output, result = (
-            None,
-            _failed(
-                task.source, ErrorCode.INTERNAL_ERROR, f"engine error ({type(exc).__name__})", sha
-            ),
+        result = engine.process_file(
+            task.source, _Layout(task), storage_options=task.storage_options
         )
-    del data
+    except Exception as exc:  # the engine promises not to raise; stay fail-closed if it does
+        result = _failed(
+            task.source, ErrorCode.INTERNAL_ERROR, f"engine error ({type(exc).__name__})"
+        )
     result.source = task.source
-    result.source_sha256 = result.source_sha256 or sha
-    result.timings["read"] = result.timings.get("read", 0.0) + read_seconds
-    if result.status == "ok":
+    if result.status != "ok":
         result.output = None
-        try:
-            if output is None:
-                raise DeidError(ErrorCode.INTERNAL_ERROR, "the engine returned no output")
-            destination = _layout(task, result)
-            write_started = time.perf_counter()
-            write_bytes_atomic(out_fs, destination, output)
-            result.timings["write"] = result.timings.get("write", 0.0) + (
-                time.perf_counter() - write_started
-            )
-            result.output = destination
-        except DeidError as exc:
-            result = _failed(task.source, exc.code, exc.message, result.source_sha256)
-        except Exception as exc:
-            result = _failed(
-                task.source,
-                ErrorCode.WRITE_FAILED,
-                f"cannot write the output ({type(exc).__name__})",
-                result.source_sha256,
-            )
-    else:
-        result.output = None
-    result.timings["total"] = time.perf_counter() - started
     return result
 
 
@@ -365,7 +358,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["dicomscrub.core.runner"])
+        # Workers fork from a server that has already imported the engine's modules.
+        ctx.set_forkserver_preload(["dicomscrub.core.runner", "dicomscrub.core.pipeline"])
     return ctx
 
 
@@ -393,6 +387,11 @@ def _run_tasks(
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise RuntimeError(
+                "a worker process died (killed, out of memory, or it could not start); "
+                "the partition's audit was not changed"
+            ) from None
         finally:
             for future in pending:
                 future.cancel()
@@ -488,7 +487,7 @@ def run_partition(
     policy_obj = Policy.load(policy)
     policy_hash = policy_obj.policy_hash()
     df = read_manifest(manifest, storage_options=storage_options, secret=secret)
-    rows = df[(df["partition"] == partition_key) & (df["reject_reason"] == "")]
+    rows = df[df["partition"] == partition_key]
     if rows.empty:
         raise ConfigurationError("the partition has no usable rows in the manifest")
     partition_dir = join(output_root, partition_key)
@@ -636,7 +635,7 @@ def _carried_row(
         seconds_read=skipped.timings.get("read"),
         seconds_total=skipped.timings.get("total"),
     )
-    for step in ("header", "pixels", "encode", "write"):
+    for step in ("deidentify", "encode", "write"):
         row[f"seconds_{step}"] = None
     return row
 

@@ -82,8 +82,11 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A session-wide moto S3 server on 127.0.0.1 (tests pass ``storage_options`` to fsspec)."""
+    import logging
+
     threaded = pytest.importorskip("moto.moto_server.threaded_moto_server")
     pytest.importorskip("s3fs")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = threaded.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
