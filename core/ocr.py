@@ -203,8 +203,11 @@ class TesserocrBackend:
         for item in tr.iterate_level(iterator, level):
             if item.IsAtBeginningOf(tr.RIL.TEXTLINE):
                 line += 1
-            text = item.GetUTF8Text(level)
-            box = item.BoundingBox(level)
+            try:
+                text = item.GetUTF8Text(level)
+                box = item.BoundingBox(level)
+            except RuntimeError:  # an empty word ("No text returned")
+                continue
             if not text or not text.strip() or box is None:
                 continue
             x0, y0, x1, y1 = box

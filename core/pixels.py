@@ -55,6 +55,9 @@ from .results import Detector, Entity
 from .text_regions import Region, propose_text_regions
 
 PIXEL_TAG = "(7FE0,0010)"
+#: NER-only spans are masked when OCR read their words at least this confidently; deny-list and
+#: pattern spans are masked whatever the OCR confidence.
+MIN_NER_OCR_CONFIDENCE = 0.7
 Box = tuple[int, int, int, int]
 
 
@@ -67,6 +70,8 @@ class SpanLike(Protocol):
     def end(self) -> int: ...
     @property
     def entity_type(self) -> str: ...
+    @property
+    def detector(self) -> str: ...
     @property
     def confidence(self) -> float: ...
 
@@ -388,6 +393,8 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                 group = [w for w in line if any(w is h for h in hit)]
                 if not group:
                     continue
+                if span.detector == "ner" and not _plausible_words(group):
+                    continue  # NER on OCR noise (speckle, anatomy edges read as letters)
                 box = _stretch(_union([w.box for w in group]), group, line, region)
                 confidence = min(span.confidence, min(w.confidence for w in group))
                 findings.append(
@@ -401,6 +408,13 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     )
                 )
     return findings
+
+
+def _plausible_words(words: Sequence[Word]) -> bool:
+    """Words read confidently enough, with letters, for an NER-only span to be believed."""
+    letters = sum(c.isalpha() for w in words for c in w.text)
+    confidence = sum(w.confidence for w in words) / len(words)
+    return letters >= 2 and confidence >= MIN_NER_OCR_CONFIDENCE
 
 
 def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:

@@ -29,8 +29,10 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 #: Smallest and largest line height (pixels) accepted as text.
-MIN_HEIGHT = 5
+MIN_HEIGHT = 6
 MAX_HEIGHT = 120
+#: Rendered text has sharp edges: the steepest row step is at least this share of its contrast.
+MIN_SHARPNESS = 0.5
 #: A line needs this many stroke pixels, of which this many with twice the contrast threshold.
 MIN_STROKE_PIXELS = 8
 MIN_STRONG_PIXELS = 4
@@ -214,7 +216,8 @@ def propose_text_regions(
             horizontal = [b for b in horizontal if not _contains(v, b)]
             regions.append(Region(v, rotated=True, bright=bright))
         regions.extend(Region(b, bright=bright) for b in horizontal)
-    return _drop_duplicates(regions)
+    regions = [r for r in regions if _sharp(view, r.box)]
+    return _merge_overlapping(regions)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -226,11 +229,28 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return (w * h) / float(min(a[2] * a[3], b[2] * b[3]))
 
 
-def _drop_duplicates(regions: list[Region]) -> list[Region]:
-    """Drop regions mostly inside a larger one (the dark gaps between bright glyphs etc.)."""
+def _merge_overlapping(regions: list[Region]) -> list[Region]:
+    """Merge regions mostly inside one another (bright glyphs and the dark gaps between them)."""
     kept: list[Region] = []
     for r in sorted(regions, key=lambda r: -(r.box[2] * r.box[3])):
-        if not any(_overlap(k.box, r.box) > 0.6 for k in kept):
+        for i, k in enumerate(kept):
+            if _overlap(k.box, r.box) > 0.6:
+                x0, y0 = min(k.box[0], r.box[0]), min(k.box[1], r.box[1])
+                x1 = max(k.box[0] + k.box[2], r.box[0] + r.box[2])
+                y1 = max(k.box[1] + k.box[3], r.box[1] + r.box[3])
+                kept[i] = Region((x0, y0, x1 - x0, y1 - y0), k.rotated or r.rotated, k.bright)
+                break
+        else:
             kept.append(r)
-    order = {id(r): i for i, r in enumerate(regions)}
-    return sorted(kept, key=lambda r: order[id(r)])
+    return sorted(kept, key=lambda r: (r.box[1], r.box[0]))
+
+
+def _sharp(view: NDArray[np.uint8], box: tuple[int, int, int, int]) -> bool:
+    """Whether the crop has crisp edges, as rendered glyphs do (anatomy and speckle do not)."""
+    x, y, w, h = box
+    crop = view[y : y + h, x : x + w].astype(np.int16)
+    contrast = int(crop.max()) - int(crop.min())
+    if contrast == 0 or crop.shape[1] < 2:
+        return False
+    steps = np.abs(np.diff(crop, axis=1))
+    return bool(np.percentile(steps, 98) >= MIN_SHARPNESS * contrast)
