@@ -26,12 +26,10 @@ Examples
 --------
 >>> from dicomscrub.core.api import LanguageIdentifier
 >>> from dicomscrub.core.pipeline import Engine
->>> from fastapi.testclient import TestClient
 >>> app = create_app(Engine(secret="doctest"), api_key="k3y",
 ...                  languages=LanguageIdentifier(["en", "de"]))
->>> with TestClient(app) as client:
-...     client.get("/healthz").json(), client.get("/v4/").status_code
-({'status': 'ok'}, 401)
+>>> sorted(route.path for route in app.routes)
+['/', '/healthz', '/process/files/base64', '/v4/', '/v4/healthz', '/v4/process/files/base64']
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ import os
 import time
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -58,8 +55,6 @@ from .api import ApiError, LanguageIdentifier, process_files_base64
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from .pipeline import Engine
 
 log = logging.getLogger("dicomscrub.serve")
@@ -154,19 +149,12 @@ def create_app(
     limiter: anyio.CapacityLimiter | None = None
     expected_key = api_key.encode("utf-8") if api_key is not None else None
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        nonlocal limiter
-        limiter = anyio.CapacityLimiter(concurrency)
-        yield
-
     app = FastAPI(
         title="dicomscrub",
         version=__version__,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        lifespan=lifespan,
     )
 
     def json_response(status: int, content: bytes) -> Response:
@@ -240,6 +228,9 @@ def create_app(
         raw = await read_body(request)
         if isinstance(raw, Response):
             return raw
+        nonlocal limiter
+        if limiter is None:  # created inside the event loop, shared by all requests
+            limiter = anyio.CapacityLimiter(concurrency)
         status, content = await anyio.to_thread.run_sync(answer, raw, limiter=limiter)
         return json_response(status, content)
 
