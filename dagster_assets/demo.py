@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import logging
 import os
 import secrets
 import shutil
@@ -43,6 +44,7 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the exit status."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root = Path(args.dir).resolve()
     try:
         return _run(root, args)
@@ -67,12 +69,13 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     os.environ["DAGSTER_HOME"] = str(home)
     started = time.perf_counter()
 
-    _announce_secret(root)
+    generated = _announce_secret(root)
 
     import pandas as pd
     from dagster import AssetSelection, DagsterInstance, EnvVar, materialize
 
     from dicomscrub.core.answer_key import DICOM_DIR
+    from dicomscrub.core.audit import audit_summary
     from dicomscrub.core.manifest import partition_keys, read_manifest
     from dicomscrub.core.samples import generate_corpus
 
@@ -151,30 +154,37 @@ def _run(root: Path, args: argparse.Namespace) -> int:
             f"({len(events)} assets; {check_text or 'checks did not run'})"
         )
 
-    print("[4/4] audit summary (read with pandas)")
-    files_df = pd.read_parquet(root / "audit" / "files")
-    entities_df = pd.read_parquet(root / "audit" / "entities")
-    _print_summary(files_df, entities_df)
+    print("[4/4] audit summary (read with pandas)\n")
+    print(audit_summary(resource.audit_root))
+    entities = pd.read_parquet(root / "audit" / "entities")
+    masked = entities[(entities["location"] == "pixel") & (entities["action"] == "masked")]
+    print(f"\nburned-in text boxes masked: {len(masked)} on {masked['source'].nunique()} images")
 
     outputs = sorted((root / "output").rglob("*.dcm"))
     pngs = sorted(previews.glob("*.png"))
-    print()
-    print(f"redacted files: {_rel(root / 'output')}  ({len(outputs)} files)")
     audit = _rel(root / "audit")
-    print(f"audit:          {audit}  (pandas.read_parquet('{audit}/entities'))")
-    print(f"previews:       {_rel(previews)}  ({len(pngs)} before/after PNGs)")
-    print(f"Dagster UI:     DAGSTER_HOME={home} DICOMSCRUB_DATA={_rel(root)} \\")
-    print(f"                DICOMSCRUB_SECRET=<the secret above> {UI_COMMAND}")
+    secret_hint = f'"$(cat {_rel(root / DEMO_SECRET_FILE)})"' if generated else f"${SECRET_ENV}"
+    print()
+    print(f"redacted files: {_rel(root / 'output')}/  ({len(outputs)} files)")
+    print(f"audit:          {audit}/  (pandas.read_parquet('{audit}/entities'))")
+    print(f"previews:       {_rel(previews)}/  ({len(pngs)} before/after PNGs)")
+    print("Dagster UI:     the runs, checks and previews are in the instance; open it with")
+    print(f"                DAGSTER_HOME={home} DICOMSCRUB_DATA={_rel(root)} \\")
+    print(f"                DICOMSCRUB_INPUT={_rel(dicom_dir)} DICOMSCRUB_SECRET={secret_hint} \\")
+    print(f"                {UI_COMMAND}")
     verdict = "all partitions and checks passed" if all_ok else "SOME PARTITIONS OR CHECKS FAILED"
     print(f"done in {time.perf_counter() - started:.0f}s: {verdict}")
     return 0 if all_ok else 1
 
 
-def _announce_secret(root: Path) -> None:
-    """Use DICOMSCRUB_SECRET, or generate a demo-only secret into ``root`` and say so."""
+def _announce_secret(root: Path) -> bool:
+    """Use DICOMSCRUB_SECRET, or generate a demo-only secret into ``root`` and say so.
+
+    Returns whether the demo-only secret is in use. The secret itself is never printed.
+    """
     if os.environ.get(SECRET_ENV):
         print(f"secret: from {SECRET_ENV}")
-        return
+        return False
     path = root / DEMO_SECRET_FILE
     if not path.is_file():
         path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
@@ -185,29 +195,7 @@ def _announce_secret(root: Path) -> None:
         f"{_rel(path)}.\n        Never use it for real data: set {SECRET_ENV} (the same value "
         "on every worker) instead."
     )
-
-
-def _print_summary(files: Any, entities: Any) -> None:
-    import pandas as pd
-
-    with pd.option_context("display.width", 120, "display.max_columns", 20):
-        status = files.groupby(["partition", "status"], observed=True).size().unstack(fill_value=0)
-        print("\nfiles by partition and status:")
-        print(status.to_string())
-        if len(entities):
-            by_type = (
-                entities.groupby(["entity_type", "location"], observed=True)
-                .size()
-                .unstack(fill_value=0)
-            )
-            print("\nentities by type and location:")
-            print(by_type.to_string())
-            pixel = entities[entities["location"] == "pixel"]
-            print(f"\nburned-in text boxes masked: {len(pixel)}")
-        failed = files[files["status"] == "failed"]
-        if len(failed):
-            print("\nfailed files:")
-            print(failed[["partition", "error_code", "error_message"]].to_string(index=False))
+    return True
 
 
 def _save_preview(metadata: Any, path: Path) -> None:
