@@ -35,6 +35,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -80,6 +81,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
@@ -147,7 +152,8 @@ def create_app(
         Requests processed at the same time (worker threads) in this process.
     """
     limiter: anyio.CapacityLimiter | None = None
-    expected_key = api_key.encode("utf-8") if api_key is not None else None
+    # compare digests: constant time, and the key's length does not leak either
+    expected_key = _digest(api_key) if api_key is not None else None
 
     app = FastAPI(
         title="dicomscrub",
@@ -169,7 +175,7 @@ def create_app(
             given = token.strip() if scheme.lower() == "bearer" else None
         if given is None:
             return False
-        return hmac.compare_digest(given.encode("utf-8"), expected_key)
+        return hmac.compare_digest(_digest(given), expected_key)
 
     def unauthorized() -> Response:
         return json_response(*_error(401, "unauthorized", "missing or wrong API key (x-api-key)"))
