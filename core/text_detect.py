@@ -550,7 +550,7 @@ class _DenyMatcher:
         i = 0
         while i < len(tokens):
             token = tokens[i]
-            folded = fold(token.group())
+            folded = fold(_ocr_letter_view(token.group()) if ocr else token.group())
             hit = self._match_word(folded, ocr)
             if hit is not None:
                 marks.append((token.start(), token.end(), *hit))
@@ -625,6 +625,17 @@ class _DenyMatcher:
                     break
 
 
+_OCR_LETTERS = str.maketrans("0158629", "oisbgzq")
+
+
+def _ocr_letter_view(word: str) -> str:
+    """Undo OCR digit-for-letter confusions in a word that is mostly letters ("SC0TT")."""
+    digits = sum(c.isdigit() for c in word)
+    if 0 < digits <= len(word) // 3:
+        return word.translate(_OCR_LETTERS)
+    return word
+
+
 def _distinctive_place_word(folded: str, vocab: Vocabulary) -> bool:
     return (
         len(folded) >= 4
@@ -697,24 +708,36 @@ def load_ner_model(name: str) -> Any | None:
 
 
 def _case_normalise(text: str, vocab: Vocabulary) -> str:
-    """Rewrite ALL-CAPS words for NER: vocabulary words lower case, other words Title case.
+    """Rewrite ALL-CAPS words for NER, which reads capitals as names or acronyms.
 
-    The result has the same length as ``text`` (offsets stay valid).
+    Vocabulary words become lower case; English words lower case too, unless
+    they are known names or stand next to a known first name ("JANE DOE" ->
+    "Jane Doe"); other words Title case. The result has the same length as
+    ``text`` (offsets stay valid).
     """
-
-    def fix(match: re.Match[str]) -> str:
+    words = list(WORD_RE.finditer(text))
+    first_name_at = {i for i, w in enumerate(words) if fold(w.group()) in vocab.first_names}
+    out = list(text)
+    for i, match in enumerate(words):
         word = match.group()
         folded = fold(word)
         if vocab.is_safe_word(folded) and (word.isupper() or word.istitle()):
             new = word.lower()
         elif word.isupper() and len(word) > 1:
-            plain = vocab.is_english(folded) and not vocab.is_name(folded)
+            beside_name = any(
+                j in first_name_at
+                and _SEP_GAP.match(
+                    text[min(match.end(), words[j].end()) : max(match.start(), words[j].start())]
+                )
+                for j in (i - 1, i + 1)
+            )
+            plain = vocab.is_english(folded) and not vocab.is_name(folded) and not beside_name
             new = word.lower() if plain else word.capitalize()
         else:
-            return word
-        return new if len(new) == len(word) else word
-
-    return WORD_RE.sub(fix, text)
+            continue
+        if len(new) == len(word):
+            out[match.start() : match.end()] = new
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------- caches
@@ -797,7 +820,10 @@ class _Shared:
             if found is None:
                 if len(self.deny_cache) > 256:
                     self.deny_cache.clear()
-                found = _DenyMatcher(ids, self.policy.deny, self.vocab, self.policy.fuzzy_threshold)
+                # the base word lists: policy.text.allow never hides the record's own names
+                found = _DenyMatcher(
+                    ids, self.policy.deny, vocabulary(), self.policy.fuzzy_threshold
+                )
                 self.deny_cache[ids] = found
             return found
 
@@ -1035,7 +1061,7 @@ def _merge(spans: list[Span], text: str) -> Iterator[Span]:
             span.start < end
             or (
                 span.entity_type in _JOINABLE
-                and span.entity_type == group[-1].entity_type
+                and span.entity_type == _combine(group, end).entity_type
                 and _JOIN_GAP.match(text[end : span.start]) is not None
             )
         ):

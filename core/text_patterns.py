@@ -337,6 +337,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float, int]] = [
     # --- IDs: MRN / accession-like digit runs and labelled identifiers
     ("ID", re.compile(r"(?<![\w.])\d{7,}(?:[A-Za-z]{1,2})?(?!\w|\.\d)"), 0.8, 0),
     ("ID", re.compile(r"(?<![\w.])[A-Za-z]{1,5}[-_#:]?\d{5,}[A-Za-z]?(?!\w|\.\d)"), 0.75, 0),
+    (  # letters and digits mixed, 6+ digits: 20130912E801911, E40404040404
+        "ID",
+        re.compile(r"(?<![\w.])(?=(?:[A-Za-z]*\d){6})(?=\d*[A-Za-z])[A-Za-z0-9]{7,}(?!\w|\.\d)"),
+        0.75,
+        0,
+    ),
     (  # segmented: 11-05-25-142825, 123_4567_89 (7+ digits in all)
         "ID",
         re.compile(r"(?<![\w.-])\d+(?:[-_]\d+){1,5}(?!\w|[-_.]\d)"),
@@ -373,11 +379,35 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float, int]] = [
     ("LOCATION", re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])"), 0.8, 0),
 ]
 
-_STREET_SUFFIX = (
-    r"(?:street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl"
-    r"|plaza|terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|turnpike"
-    r"|expressway|freeway|crescent|close|row|alley|pike|route|rte)"
+
+def _split(words: str) -> list[str]:
+    return words.split()
+
+
+_STREET_ABBREVIATIONS = _split(
+    "st ave av rd blvd ln dr ct pl ter pkwy hwy cir sq trl expy fwy close row rte aly"
 )
+# street types that are also anatomy, view or scanner words: never a street suffix here
+_NOT_STREET_TYPES = frozenset(
+    _split(
+        "neck view views station center centers point points light lights well wells key keys run "
+        "rest pass path radial union mission spring springs mount common course divide "
+        "field fields "
+        "land loop oval plain plains port ports shoal shoals cape fall falls flat flats lock locks "
+        "curve extension extensions"
+    )
+)
+
+
+def _street_suffixes() -> str:
+    from faker.providers.address.en_US import Provider as Address
+
+    names = {s.lower() for s in Address.street_suffixes} - _NOT_STREET_TYPES
+    names.update(_STREET_ABBREVIATIONS)
+    return "(?:" + "|".join(sorted(names, key=len, reverse=True)) + ")"
+
+
+_STREET_SUFFIX = _street_suffixes()
 _STREET_RE = re.compile(
     rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+((?:[A-Za-z0-9'.-]+\s+){{1,4}}?){_STREET_SUFFIX}\.?(?!\w)"
     r"(?:\s*,?\s*(?:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?",
@@ -404,7 +434,7 @@ _ORG_CUE = (
     r"|h[oô]pital|ospedale|krankenhaus|ziekenhuis|hospice|nursing\s+home|rehab(?:ilitation)?)"
 )
 _ORG_RE = re.compile(
-    rf"(?<![\w])(?P<pre>(?:[A-Z][\w'.&-]*\s+){{1,5}})(?i:{_ORG_CUE})(?!\w)"
+    rf"(?<![\w])(?P<pre>(?:(?:[A-Z][\w'.&-]*,?|and|&|of|the)\s+){{1,6}})(?i:{_ORG_CUE})(?!\w)"
     rf"(?:\s+(?i:of)\s+[A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*){{0,2}})?"
 )
 _ORG_OF_RE = re.compile(
@@ -490,7 +520,11 @@ _ORG_CUE_WORDS = frozenset(
 
 # --- person names
 _TITLES = frozenset(("dr", "drs", "doctor", "mr", "mrs", "ms", "miss", "mx", "prof", "professor"))
-_CARET_NAME = re.compile(r"(?<![\w^])[^\W\d_][\w'.-]*(?:\^[\w'.-]*){1,4}(?![\w^])")
+# a DICOM PN written out: components separated by carets, words inside a component by spaces
+_CARET_NAME = re.compile(
+    r"(?<![\w^])[^\W\d_][\w'.-]*(?: [\w'.-]+){0,3}(?:\^(?:[\w'.-]+(?: [\w'.-]+){0,3})?){1,4}"
+    r"(?![\w^])"
+)
 _TITLE_NAME = re.compile(
     r"\b(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister)\.?\s+"
     r"([A-Z][\w'-]*\.?(?:\s+[A-Z][\w'-]*\.?){0,2})"
@@ -588,6 +622,8 @@ def _org_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
         for index, word in enumerate(before):
             if _org_breaker(fold(word.group()), vocab):
                 first = index + 1
+        while first < len(before) and fold(before[first].group()) in {"and", "of", "the"}:
+            first += 1
         words = [fold(w.group()) for w in WORD_RE.finditer(text, match.start(), match.end())]
         if first >= len(before) or not any(_org_distinctive(w, vocab) for w in words):
             continue
@@ -630,6 +666,46 @@ def _trim_name(text: str, start: int, end: int, vocab: Vocabulary) -> tuple[int,
     return kept[0].start(), kept[-1].end()
 
 
+def _name_run(words: list[re.Match[str]], vocab: Vocabulary) -> list[re.Match[str]]:
+    """The first word (next to a caret) unless it is vocabulary, then name-like words."""
+    kept: list[re.Match[str]] = []
+    for index, word in enumerate(words):
+        folded = fold(word.group())
+        if (vocab.is_safe_word(folded) and len(folded) > 1) or folded.isdigit():
+            break
+        if (
+            index > 0
+            and len(folded) == 1
+            and (vocab.is_safe_word(folded) or word.group().islower())
+        ):
+            break
+        if index > 0 and len(folded) > 1 and vocab.is_english(folded) and not vocab.is_name(folded):
+            break
+        kept.append(word)
+    return kept
+
+
+def _name_like(folded: str, vocab: Vocabulary) -> bool:
+    """A word that may be (part of) a name: not vocabulary, a known name or not English."""
+    if len(folded) < 2 or not folded.isalpha() or vocab.is_safe_word(folded):
+        return False
+    return vocab.is_name(folded) or not vocab.is_english(folded)
+
+
+_NOT_NAME_ENDINGS = ("ed", "ing", "tion", "sion", "ment", "ness", "ly", "ies", "ous", "ive", "able")
+
+
+def _could_be_name(folded: str, vocab: Vocabulary) -> bool:
+    """A known name, a word the dictionary does not know, or a rare one shaped like a name."""
+    if vocab.is_name(folded) or not vocab.is_english(folded):
+        return True
+    if folded in vocab.common or folded in vocab.stop:
+        return False
+    return not folded.endswith(_NOT_NAME_ENDINGS) and not (
+        folded.endswith("s") and folded[:-1] in vocab.english
+    )
+
+
 def _ambiguous_title(matched: str) -> bool:
     title = matched.split()[0]
     return title in {"MR", "MS", "DR"}
@@ -637,11 +713,25 @@ def _ambiguous_title(matched: str) -> bool:
 
 def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     for match in _CARET_NAME.finditer(text):
-        value = match.group()
-        stripped = value.rstrip("^")
-        parts = [p for p in stripped.split("^") if p]
-        if len(parts) >= 1 and any(not vocab.is_safe_word(fold(p)) for p in parts):
-            yield Span(match.start(), match.start() + len(stripped), "PERSON", "pattern", 0.9)
+        # words before the first and after the last caret that are vocabulary are not
+        # part of the name ("f/u for DOE^JANE PORTABLE")
+        # ("Patient DOE^JANE seen"): the words next to the carets belong to the name, words
+        # further out only when they look like names
+        found = list(WORD_RE.finditer(text, match.start(), match.end()))
+        first_caret = text.index("^", match.start())
+        last_caret = text.rindex("^", match.start(), match.end())
+        before = [w for w in found if w.end() <= first_caret]
+        after = [w for w in found if w.start() > last_caret]
+        inner = [w for w in found if first_caret < w.start() and w.end() <= last_caret]
+        keep_before = _name_run(list(reversed(before)), vocab)[::-1]
+        keep_after = _name_run(after, vocab)
+        found = keep_before + inner + keep_after
+        # a person name has a name-like word: "DOE^JANE", not "Thorax^01_Thorax_Routine"
+        if found and any(_name_like(fold(w.group()), vocab) for w in found):
+            end = found[-1].end()
+            while end < match.end() and text[end] == "^":  # empty trailing components
+                end += 1
+            yield Span(found[0].start(), end, "PERSON", "pattern", 0.9)
     for regex in (_TITLE_NAME, _NAME_DEGREE, _LABELLED_NAME):
         for match in regex.finditer(text):
             trimmed = _trim_name(text, match.start(1), match.end(1), vocab)
@@ -666,7 +756,7 @@ def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
         if len(words) >= 2:
             folded = [fold(w.group()) for w in words]
             known_first = any(f in vocab.first_names for f in folded)
-            plausible = all(vocab.is_name(f) or not vocab.is_english(f) for f in folded)
+            plausible = all(_could_be_name(f, vocab) for f in folded)
             if known_first and plausible:
                 yield Span(words[0].start(), words[-1].end(), "PERSON", "pattern", 0.7)
         run.clear()
@@ -713,8 +803,8 @@ def find_patterns(text: str, *, ocr: bool = False, vocab: Vocabulary | None = No
 
     Examples
     --------
-    >>> [(s.entity_type, s.start, s.end) for s in find_patterns("mail jane@example.org")]
-    [('EMAIL', 5, 21)]
+    >>> [(s.entity_type, s.start, s.end) for s in find_patterns("DOB 07/22/1943")]
+    [('DATE', 4, 14)]
     """
     vocab = vocab if vocab is not None else vocabulary()
     view = ocr_digit_view(text) if ocr else text
