@@ -1,0 +1,78 @@
+"""OCR backends: pytesseract and tesserocr pass the same tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFont
+
+from dicomscrub.core.ocr import OcrBackend, get_backend, read_regions
+from dicomscrub.core.text_regions import Region, propose_text_regions
+
+
+@pytest.fixture(scope="module", params=["pytesseract", "tesserocr"])
+def backend(request: pytest.FixtureRequest) -> OcrBackend:
+    return get_backend(request.param)
+
+
+def _view(
+    lines: list[tuple[tuple[int, int], str, int]], size: tuple[int, int]
+) -> NDArray[np.uint8]:
+    img = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(img)
+    for xy, text, font_size in lines:
+        draw.text(xy, text, fill=255, font=ImageFont.load_default(font_size))
+    return np.asarray(img).copy()
+
+
+def test_read_whole_image(backend: OcrBackend) -> None:
+    img = 255 - _view([((8, 8), "PATIENT 12345", 24)], (300, 50))
+    words = backend.read(img)
+    assert [w.text for w in words] == ["PATIENT", "12345"]
+    assert all(0.5 < w.confidence <= 1.0 for w in words)
+    assert words[0].box[0] < words[1].box[0]
+
+
+def test_stacked_regions_map_back_to_view(backend: OcrBackend) -> None:
+    view = _view(
+        [
+            ((4, 4), "DOE JANE", 12),
+            ((200, 100), "MRN 0047431395", 20),
+            ((10, 170), "Sag Liver", 15),
+        ],
+        (420, 200),
+    )
+    regions = propose_text_regions(view)
+    words = [w for ws in read_regions(backend, [(view, r) for r in regions]) for w in ws]
+    found = {w.text: w.box for w in words}
+    assert {"DOE", "JANE", "MRN", "0047431395", "Sag", "Liver"} <= set(found)
+    x, y, w, h = found["0047431395"]
+    ink = view[y : y + h, x : x + w] > 60
+    assert ink.sum() > 0.8 * (view[95:130, 240:420] > 60).sum()  # the box holds the digits
+    assert 230 < x < 300
+    assert 95 <= y <= 110
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+def test_rotated_region_read_either_way(backend: OcrBackend, turns: int) -> None:
+    line = _view([((2, 2), "SMITH JOHN", 18)], (150, 26))
+    view = np.zeros((200, 80), np.uint8)
+    view[20:170, 30:56] = np.rot90(line, turns)
+    words = read_regions(backend, [(view, Region((30, 20, 26, 150), rotated=True))])[0]
+    assert [w.text for w in words] == ["SMITH", "JOHN"]
+    for w in words:  # boxes are in view coordinates, inside the vertical line
+        x, _, bw, bh = w.box
+        assert x >= 26
+        assert x + bw <= 60
+        assert bh > bw
+
+
+def test_empty_input_reads_nothing(backend: OcrBackend) -> None:
+    assert read_regions(backend, []) == []
+    assert backend.read(np.full((40, 40), 255, np.uint8)) == []
+
+
+def test_auto_prefers_tesserocr() -> None:
+    assert get_backend("auto").name == "tesserocr"
+    assert get_backend("pytesseract").name == "pytesseract"
