@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -358,8 +359,11 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        # Workers fork from a server that has already imported the engine's modules.
-        ctx.set_forkserver_preload(["dicomscrub.core.runner", "dicomscrub.core.pipeline"])
+        # Workers fork from a server that has already imported the heavy modules (pydicom,
+        # the engine, spaCy): each worker then only loads the model.
+        preload = ["dicomscrub.core.runner", "dicomscrub.core.pipeline"]
+        preload += [m for m in ("spacy", "dicomscrub.core.text_detect") if find_spec(m)]
+        ctx.set_forkserver_preload(preload)
     return ctx
 
 
