@@ -512,11 +512,17 @@ class _DenyMatcher:
             ("DATE", {f for v in ids.dates for f in _date_forms(v)}),
             ("ORG", org_terms),
             ("LOCATION", loc_terms),
-            ("OTHER", {t for t in extra if t.strip()}),
+            ("OTHER", {t for t in extra if t.strip() and t.strip()[-1].isalnum()}),
         ):
             pattern = _alternation(terms)
             if pattern is not None:
                 self.regexes.append((entity_type, pattern))
+        # a policy.text.deny entry ending in punctuation is a prefix: "QIC-" matches "QIC-12345"
+        prefixes = sorted({t.strip() for t in extra if t.strip() and not t.strip()[-1].isalnum()})
+        if prefixes:
+            alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+            prefix_re = rf"(?<![^\W_])(?:{alternatives})[\w-]*"
+            self.regexes.append(("OTHER", re.compile(prefix_re, re.IGNORECASE)))
         if phone_res:
             joined = "|".join(sorted(phone_res, key=len, reverse=True))
             extension = r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
