@@ -628,8 +628,7 @@ def check_partition(
     from .manifest import read_manifest
 
     validate_partition_key(partition_key, allow_date_like=True)
-    df = read_manifest(manifest, storage_options=storage_options)
-    rows = df[df["partition"] == partition_key]
+    rows = read_manifest(manifest, storage_options=storage_options, partition=partition_key)
     if rows.empty:
         raise ConfigurationError("the partition has no usable rows in the manifest")
     check = PartitionCheck(partition=partition_key, manifest_rows=len(rows))

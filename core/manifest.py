@@ -443,6 +443,7 @@ def read_manifest(
     storage_options: dict[str, Any] | None = None,
     secret: str | bytes | None = None,
     scan_missing: bool = True,
+    partition: str | None = None,
 ) -> pd.DataFrame:
     """Read a manifest (a DataFrame, or a CSV/Parquet path or URL) and complete it.
 
@@ -450,6 +451,10 @@ def read_manifest(
     files' headers; a missing or empty ``partition`` column is filled with
     ``partition_by`` keys. Relative paths in a manifest file are resolved
     against the manifest's folder.
+
+    With ``partition``, only that partition's rows are returned; a Parquet
+    manifest that has a ``partition`` column is filtered while it is read, so
+    a run does not load a large manifest whole.
 
     Raises
     ------
@@ -462,8 +467,12 @@ def read_manifest(
         base = None
     else:
         url = os.fspath(source)
-        df = _load_table(url, storage_options)
+        df = _load_table(url, storage_options, partition)
         base = url.rstrip("/").rpartition("/")[0] or "."
+    if partition is not None and "partition" in df.columns:
+        given = df["partition"].astype("str")
+        if given.notna().any() and (given != "").any():
+            df = df[given == partition]  # partitions already assigned: keep this one's rows
     if "path" not in df.columns:
         raise ConfigurationError("a manifest needs a 'path' column")
     df["path"] = df["path"].astype(str)
@@ -473,7 +482,7 @@ def read_manifest(
         raise ConfigurationError(
             f"the manifest lists {int(df['path'].duplicated().sum())} paths more than once"
         )
-    return _complete(
+    completed = _complete(
         df,
         partition_by=partition_by,
         workers=workers,
@@ -481,6 +490,9 @@ def read_manifest(
         keyer=_Keyer(secret) if scan_missing else None,
         scan=scan_missing,
     )
+    if partition is not None:
+        completed = completed[completed["partition"] == partition].reset_index(drop=True)
+    return completed
 
 
 def _resolve(path: str, base: str) -> str:
@@ -491,10 +503,16 @@ def _resolve(path: str, base: str) -> str:
     return str((Path(base) / path).resolve())
 
 
-def _load_table(url: str, storage_options: dict[str, Any] | None) -> pd.DataFrame:
+def _load_table(
+    url: str, storage_options: dict[str, Any] | None, partition: str | None = None
+) -> pd.DataFrame:
     lower = url.lower()
     try:
         if lower.endswith((".parquet", ".pq")):
+            if partition is not None and "partition" in _parquet_columns(url, storage_options):
+                return pd.read_parquet(
+                    url, storage_options=storage_options, filters=[("partition", "==", partition)]
+                )
             return pd.read_parquet(url, storage_options=storage_options)
         if lower.endswith((".csv", ".csv.gz")):
             return pd.read_csv(
@@ -503,6 +521,14 @@ def _load_table(url: str, storage_options: dict[str, Any] | None) -> pd.DataFram
     except FileNotFoundError:
         raise ConfigurationError("the manifest file does not exist") from None
     raise ConfigurationError("a manifest file must end in .parquet, .pq or .csv")
+
+
+def _parquet_columns(url: str, storage_options: dict[str, Any] | None) -> list[str]:
+    import pyarrow.parquet as pq
+
+    with filesystem(url, storage_options).open(url, "rb") as handle:
+        names: list[str] = pq.read_schema(handle).names
+    return names
 
 
 def write_manifest(

@@ -490,8 +490,9 @@ def run_partition(
     secret = _resolve_secret(secret)
     policy_obj = Policy.load(policy)
     policy_hash = policy_obj.policy_hash()
-    df = read_manifest(manifest, storage_options=storage_options, secret=secret)
-    rows = df[df["partition"] == partition_key]
+    rows = read_manifest(
+        manifest, storage_options=storage_options, secret=secret, partition=partition_key
+    )
     if rows.empty:
         raise ConfigurationError("the partition has no usable rows in the manifest")
     partition_dir = join(output_root, partition_key)
@@ -629,7 +630,7 @@ def _carried_row(
     previous: dict[str, Any], skipped: FileResult, run_id: str, now: dt.datetime
 ) -> dict[str, Any]:
     """The ``files`` row of a file skipped by ``resume``: the earlier row, re-stamped."""
-    row = {k: v for k, v in previous.items() if k != "partition"}
+    row = {k: None if pd.isna(v) else v for k, v in previous.items() if k != "partition"}
     row.update(
         status="skipped",
         error_code=None,

@@ -256,3 +256,14 @@ def test_manifest_over_loopback_s3(s3_server: Any, s3_bucket: str) -> None:
     write_manifest(df, f"{s3_bucket}/manifest.parquet", storage_options=options)
     back = read_manifest(f"{s3_bucket}/manifest.parquet", storage_options=options)
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_reading_one_partition(built: pd.DataFrame, tmp_path: Path, suffix: str) -> None:
+    path = str(tmp_path / f"manifest{suffix}")
+    write_manifest(built, path)
+    key = partition_keys(built)[2]
+    one = read_manifest(path, partition=key)
+    expected = built[built["partition"] == key].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, expected, check_dtype=False)
+    assert read_manifest(path, partition="s-absent").empty
