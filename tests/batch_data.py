@@ -49,8 +49,8 @@ def make_file(
     """Write one small CT-like instance with header PHI and return what was planted."""
     seed = f"dicomscrub-test/{patient}/{study}"
     study_uid = generate_uid(entropy_srcs=[seed])
-    series_uid = generate_uid(entropy_srcs=[seed, str(series)])
-    sop_uid = generate_uid(entropy_srcs=[seed, str(series), str(instance)])
+    series_uid = generate_uid(entropy_srcs=[f"{seed}/series={series}"])
+    sop_uid = generate_uid(entropy_srcs=[f"{seed}/series={series}/instance={instance}"])
     name = f"ZZTESTFAMILY{patient:03d}^JANE"
     patient_id = f"MRN{7300100 + patient}"
     study_date = f"2023{(study % 12) + 1:02d}{(patient % 27) + 1:02d}"
@@ -65,7 +65,7 @@ def make_file(
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[seed, "for"])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[f"{seed}/frame-of-reference"])
     ds.Modality = modality
     ds.PatientName = name
     ds.PatientID = patient_id
