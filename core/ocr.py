@@ -267,11 +267,20 @@ class _Slot:
 
 
 def _normalise(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Dark text on a light background: invert when the text is brighter than the background."""
+    """Dark text on a white background, whatever the crop's polarity and banner colour.
+
+    Tesseract's layout analysis skips grey rectangles on a white page as
+    pictures, so the crop's background (its median) is stretched to white.
+    """
     background = float(np.median(crop))
     if float(crop.max()) - background > background - float(crop.min()):
-        return np.asarray(255 - crop, dtype=np.uint8)
-    return crop
+        crop = np.asarray(255 - crop, dtype=np.uint8)
+        background = 255.0 - background
+    ink = float(crop.min())
+    if background - ink < 1.0:
+        return np.full_like(crop, 255)
+    scaled = (crop.astype(np.float32) - ink) * (255.0 / (background - ink))
+    return np.asarray(np.clip(scaled, 0, 255), dtype=np.uint8)
 
 
 def _scale_for(height: int) -> float:

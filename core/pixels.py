@@ -39,7 +39,7 @@ too_many_pixels
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,6 +58,9 @@ PIXEL_TAG = "(7FE0,0010)"
 #: NER-only spans are masked when OCR read their words at least this confidently; deny-list and
 #: pattern spans are masked whatever the OCR confidence.
 MIN_NER_OCR_CONFIDENCE = 0.7
+#: Institution names and addresses fill their caption line: mask the whole line when a span of
+#: these types hits it (the detector may match only the distinctive word of a name).
+WHOLE_LINE_TYPES = frozenset({"ORG", "LOCATION"})
 Box = tuple[int, int, int, int]
 
 
@@ -395,6 +398,8 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     continue
                 if span.detector == "ner" and not _plausible_words(group):
                     continue  # NER on OCR noise (speckle, anatomy edges read as letters)
+                if span.entity_type in WHOLE_LINE_TYPES:
+                    group = line  # "Memorial Hospital" after a matched "Richard": the whole name
                 box = _stretch(_union([w.box for w in group]), group, line, region)
                 confidence = min(span.confidence, min(w.confidence for w in group))
                 findings.append(
@@ -410,6 +415,43 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
     return findings
 
 
+def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
+    """Shrink a finding's box to the rows and columns that hold glyph ink.
+
+    OCR word boxes and proposed regions can take in an anatomy edge touching
+    the caption. Ink is what lies beyond the midpoint between the box's
+    background (its median) and its extreme, on the text's side; the box never
+    grows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((20, 40), np.uint8); v[5:12, 4:20] = 255; v[:, 30:] = 60  # text, then tissue
+    >>> trim_to_ink(v, Finding(0, (2, 3, 36, 12), "TEXT", "ocr", 1.0, "x")).box
+    (4, 5, 16, 7)
+    """
+    x, y, w, h = finding.box
+    crop = view[y : y + h, x : x + w].astype(np.int16)
+    if crop.size == 0:
+        return finding
+    background = int(np.median(crop))
+    high, low = int(crop.max()), int(crop.min())
+    if high - background >= background - low:
+        ink = crop > (background + high) // 2
+    else:
+        ink = crop < (background + low) // 2
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return finding
+    box = (
+        x + int(cols[0]),
+        y + int(rows[0]),
+        int(cols[-1] - cols[0] + 1),
+        int(rows[-1] - rows[0] + 1),
+    )
+    return replace(finding, box=box)
+
+
 def _plausible_words(words: Sequence[Word]) -> bool:
     """Words read confidently enough, with letters, for an NER-only span to be believed."""
     letters = sum(c.isalpha() for w in words for c in w.text)
@@ -418,15 +460,20 @@ def _plausible_words(words: Sequence[Word]) -> bool:
 
 
 def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
-    """Stretch a span's box to the region edge where the span starts or ends the line."""
+    """Stretch a span's box toward the region edge where the span starts or ends the line.
+
+    At most about one glyph (a line height) in each direction: the region can
+    also hold an anatomy edge that touches the caption.
+    """
     x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
     rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
+    reach = max(4, box[3])
     if group[0] is line[0]:
-        x0 = min(x0, rx0)
+        x0 = min(x0, max(rx0, x0 - reach))
     if group[-1] is line[-1]:
-        x1 = max(x1, rx1)
+        x1 = max(x1, min(rx1, x1 + reach))
     if ry1 - ry0 <= 1.6 * box[3]:  # a one-line region: take its full height
-        y0, y1 = min(y0, ry0), max(y1, ry1)
+        y0, y1 = min(y0, max(ry0, y0 - reach // 2)), max(y1, min(ry1, y1 + reach // 2))
     return (x0, y0, x1 - x0, y1 - y0)
 
 
@@ -632,9 +679,12 @@ def redact_pixels(
     count = frames.shape[0]
 
     views = ocr_views(ds, decoded)
-    findings = classify(
-        read_text(views, backend, rotated=settings.read_rotated), detector, mode=settings.mode
-    )
+    findings = [
+        trim_to_ink(views[f.frame], f)
+        for f in classify(
+            read_text(views, backend, rotated=settings.read_rotated), detector, mode=settings.mode
+        )
+    ]
     for box in matching_regions(ds, settings.regions):
         for index in range(count):
             findings.append(Finding(index, box, "TEXT", "region", 1.0, ""))
