@@ -1013,7 +1013,9 @@ class TextDetector:
                 entity_type = _NER_LABELS.get(ent.label_)
                 if entity_type is None:
                     continue
-                trimmed = _trim_entity(text, offset + ent.start_char, offset + ent.end_char, vocab)
+                trimmed = _trim_entity(
+                    text, offset + ent.start_char, offset + ent.end_char, entity_type, vocab
+                )
                 if trimmed is not None:
                     yield Span(trimmed[0], trimmed[1], entity_type, "ner", 0.6)
 
@@ -1029,12 +1031,23 @@ def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
         start = end
 
 
-def _trim_entity(text: str, start: int, end: int, vocab: Vocabulary) -> tuple[int, int] | None:
-    """Drop NER entities without a name-like word; trim stop words at the edges.
+_COMPANY = re.compile(
+    r"(?i)(?:,\s*|\s)(?:inc|ltd|llc|gmbh|corp|corporation|co|ag|plc|s\.?a|e\.?\s?v)\b\.?\s*$"
+)
+
+
+def _trim_entity(
+    text: str, start: int, end: int, entity_type: str, vocab: Vocabulary
+) -> tuple[int, int] | None:
+    """Drop NER entities that do not look like names; trim stop words at the edges.
 
     A name-like word is neither a never-PHI vocabulary word nor a number, and
-    is a known name or not an English dictionary word. A lone word of three
-    letters or fewer is not enough ("RUQ", "GEN").
+    is a known name or not an English dictionary word. At least half of the
+    informative words of an entity must be name-like ("Jane Doe" stays,
+    "Cassette Holder Type" goes); a one-word person or organisation must be a
+    known name ("EPICARDIAL", "Iohexol" go; the record's own one-word names
+    come from the deny-list); companies ("Mortara Instrument, Inc.") are
+    device makers, not PHI.
     """
     tokens = list(WORD_RE.finditer(text, start, end))
     informative = [
@@ -1044,9 +1057,14 @@ def _trim_entity(text: str, start: int, end: int, vocab: Vocabulary) -> tuple[in
         and not any(c.isdigit() for c in t.group())
         and not vocab.is_safe_word(fold(t.group()))
     ]
-    if not any(vocab.is_name(w) or not vocab.is_english(w) for w in informative):
+    name_like = [w for w in informative if vocab.is_name(w) or not vocab.is_english(w)]
+    if not name_like or 2 * len(name_like) < len(informative):
         return None
-    if len(informative) == 1 and len(informative[0]) <= 3:
+    if len(informative) == 1:
+        word = informative[0]
+        if len(word) <= 3 or (entity_type != "LOCATION" and not vocab.is_name(word)):
+            return None
+    if _COMPANY.search(text[start : min(len(text), end + 6)]):
         return None
     while tokens and fold(tokens[0].group()) in vocab.stop:
         tokens.pop(0)

@@ -149,6 +149,8 @@ class Vocabulary:
         >>> vocabulary().is_english("attributes"), vocabulary().is_english("kaufman")
         (True, False)
         """
+        if folded.endswith("'s"):
+            folded = folded[:-2]
         if folded in self.english or folded in self.common:
             return True
         for suffix in ("s", "es", "ed", "d", "ing", "ly"):
@@ -352,7 +354,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float, int]] = [
     (
         "ID",
         re.compile(
-            r"\b(?:mrn|mr\s?#|mr\s?no|med(?:ical)?\s?rec(?:ord)?|patient\s?id|pat\.?\s?id|pid|id"
+            r"(?<![\w-])(?:mrn|mr\s?#|mr\s?no|med(?:ical)?\s?rec(?:ord)?|patient\s?id|pat\.?\s?id|pid|id"
             r"|acc(?:ession)?|acct|account|chart|case|encounter|enc|visit|fin|csn|har"
             r"|hosp(?:ital)?\s?(?:no|number|#)|ur\s?no|nhs|study\s?id|order)"
             r"\.?\s*(?:no\.?|num(?:ber)?\.?|#)?\s*[:#=]?\s*"
@@ -416,11 +418,19 @@ _STREET_RE = re.compile(
 _US_STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ"
     "|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
+    "|AS|GU|MP|PR|VI|MH|FM|PW|AA|AE|AP"  # territories and military post offices
 )
 _CAP_WORD = r"[A-Z][A-Za-z.'-]+"
 _CITY_STATE_ZIP = re.compile(
     rf"(?:(?<![\w]){_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}},\s*)?(?<![\w])(?:{_US_STATES})\.?,?\s+"
     r"\d{5}(?:-\d{4})?(?![\w-])"
+)
+# "2884 Harris Plain, New Adamfurt, AK 71059": any house number and capitalised words
+# directly before a city, state and ZIP are a street line
+_STREET_BEFORE_CITY = re.compile(
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,4}}"
+    r"(?:\s*,?\s*(?i:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?,\s*"
+    rf"(?={_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}},\s*(?:{_US_STATES})\.?,?\s+\d{{5}})"
 )
 _CITY_STATE = re.compile(
     rf"(?<![\w])({_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}}),\s*(?:{_US_STATES})(?![\w-])"
@@ -604,6 +614,8 @@ def _address_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
             yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.85)
     for match in _CITY_STATE_ZIP.finditer(text):
         yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.85)
+    for match in _STREET_BEFORE_CITY.finditer(text):
+        yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.8)
     for match in _CITY_STATE.finditer(text):
         words = [fold(w) for w in WORD_RE.findall(match.group(1))]
         if any(not vocab.is_safe_word(w) for w in words):
@@ -748,7 +760,12 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
 
 
 def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
-    """Runs of 2-4 name-like words with at least one known first name ("KAUFMAN SCOTT")."""
+    """Runs of 2-4 capitalised words that read as a name.
+
+    Either one word is a known first name and the others could be names
+    ("KAUFMAN SCOTT", "JANE DOE"), or every word is unknown to the dictionary,
+    the vocabulary and the gazetteer alike ("KOVACS IBOLYA", "Erno Korzonek").
+    """
     run: list[re.Match[str]] = []
 
     def flush() -> Iterator[Span]:
@@ -759,6 +776,10 @@ def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
             plausible = all(_could_be_name(f, vocab) for f in folded)
             if known_first and plausible:
                 yield Span(words[0].start(), words[-1].end(), "PERSON", "pattern", 0.7)
+            elif all(len(f) >= 3 and not vocab.is_english(f) for f in folded) and any(
+                len(f) >= 4 for f in folded
+            ):
+                yield Span(words[0].start(), words[-1].end(), "PERSON", "pattern", 0.55)
         run.clear()
 
     previous_end = 0
