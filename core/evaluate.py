@@ -256,9 +256,10 @@ def match_outputs(
 ) -> dict[str, Path | None]:
     """Map each corpus file (relative to ``corpus/dicom``) to its output file or ``None``.
 
-    With ``audit``, the Parquet ``files`` table (``source_path``, ``output_path``,
-    ``status``) says where each source went; otherwise the output mirrors the
-    relative paths.
+    With ``audit``, the Parquet ``files`` table (``source``, ``output``, ``status``;
+    ``source_path``/``output_path`` are accepted too) says where each source went
+    (rows with status ``ok`` or ``skipped``); otherwise the output mirrors the
+    relative paths. Local paths and ``file://`` URLs only.
     """
     found: dict[str, Path | None] = {}
     by_source: dict[str, Path] = {}
@@ -266,15 +267,19 @@ def match_outputs(
         import pandas as pd
 
         table = pd.read_parquet(f"{audit.rstrip('/')}/files")
-        for row in table.itertuples(index=False):
-            if getattr(row, "status", "ok") != "ok" or not getattr(row, "output_path", None):
+        source_col = "source" if "source" in table.columns else "source_path"
+        output_col = "output" if "output" in table.columns else "output_path"
+        for source, out, status in zip(
+            table[source_col], table[output_col], table["status"], strict=True
+        ):
+            if status not in ("ok", "skipped") or not isinstance(out, str) or not out:
                 continue
-            out = str(row.output_path).removeprefix("file://")
+            out = out.removeprefix("file://")
             out_path = Path(out) if Path(out).is_absolute() else output / out
-            source = str(row.source_path).removeprefix("file://")
-            by_source[str(Path(source).resolve()) if Path(source).is_absolute() else source] = (
-                out_path
-            )
+            source = str(source).removeprefix("file://")
+            if Path(source).is_absolute():
+                source = str(Path(source).resolve())
+            by_source[source] = out_path
     dicom_root = (corpus / DICOM_DIR).resolve()
     for rel in rel_paths:
         candidate: Path | None = None

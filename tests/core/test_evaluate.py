@@ -398,3 +398,27 @@ def test_cli_exit_status_and_json(
     assert data["by_type"]["PERSON"]["header_phi_recall"]["total"] > 0
     assert main(["eval", str(identity), str(identity)]) == 2  # not a corpus: clear message
     assert "answer_key.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scores_a_real_batch_run_through_its_audit(corpus: Path, tmp_path: Path) -> None:
+    """run_partition lays outputs out by pseudo-UID; eval finds them through the audit."""
+    from dicomscrub.core.runner import run_partition
+
+    key = load_answer_key(corpus)
+    manifest = pd.DataFrame(
+        {
+            "path": [str(corpus / "dicom" / f["path"]) for f in key["files"]],
+            "partition": "synthetic",
+        }
+    )
+    header_only = {"base": "default", "pixels": {"mode": "off"}}
+    out, audit = tmp_path / "out", tmp_path / "audit"
+    result = run_partition(manifest, "synthetic", str(out), str(audit), header_only, "s3cret")
+    assert result.counts.get("ok") == len(key["files"])
+    report = evaluate(corpus, out, audit=str(audit))
+    assert report.metrics["files_output"].rate == 1.0
+    for name in ("header_phi_recall", "uids_changed", "uid_consistency", "references_intact"):
+        assert report.metrics[name].rate == 1.0, report.to_text()
+    assert report.metrics["burned_in_phi_recall"].rate == 0.0  # pixels were off
+    assert evaluate(corpus, out).metrics["files_output"].passed == 0
