@@ -92,17 +92,25 @@ def dicom_deid() -> None:
         import pandas as pd
         from airflow.sdk.exceptions import AirflowException
 
-        files = pd.read_parquet(f"{audit}/files")
-        files = files[files["partition"].astype(str).isin(partitions)]
-        entities = pd.read_parquet(f"{audit}/entities")
-        entities = entities[entities["partition"].astype(str).isin(partitions)]
+        from dicomscrub.core.audit import read_audit
 
-        by_type = entities.groupby(["entity_type", "location"]).size().unstack(fill_value=0)
-        log.info("Entities by type:\n%s", by_type.to_string())
-        by_status = files.groupby("status").size()
+        # pandas DataFrames; the same as pandas.read_parquet(f"{audit}/entities"), limited
+        # to this run's partitions.
+        files = read_audit(audit, "files", partitions=partitions)
+        entities = read_audit(audit, "entities", partitions=partitions)
+        if entities.empty:
+            log.info("No entities in the audit of these partitions")
+        else:
+            by_type = pd.crosstab(entities["entity_type"], entities["location"], margins=True)
+            log.info("Entities by type and location:\n%s", by_type.to_string())
+        by_status = files["status"].value_counts()
         log.info("Files by status:\n%s", by_status.to_string())
 
-        summaries = get_current_context()["ti"].xcom_pull(task_ids="redact") or []
+        # Mapped instances over their failure budget pushed no summary.
+        pulled = get_current_context()["ti"].xcom_pull(
+            task_ids="redact", map_indexes=list(range(len(partitions)))
+        )
+        summaries = [s for s in pulled or [] if s]
         if len(summaries) < len(partitions):
             raise AirflowException(
                 f"{len(partitions) - len(summaries)} of {len(partitions)} partitions failed; "
@@ -110,7 +118,7 @@ def dicom_deid() -> None:
             )
         return {
             "files": {str(k): int(v) for k, v in by_status.items()},
-            "entities": {str(k): int(v) for k, v in entities.groupby("entity_type").size().items()},
+            "entities": {str(k): int(v) for k, v in entities["entity_type"].value_counts().items()},
         }
 
     redact >> summary("{{ params.audit }}", partitions.output)

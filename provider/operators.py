@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
-    from dicomscrub.core.runner import PartitionResult
-
 #: The asset alias the redaction tasks emit their events through by default. Each event
 #: resolves to a concrete Asset: the output root and the audit root of the run.
 ASSET_ALIAS = AssetAlias(name="dicomscrub")
@@ -314,7 +312,7 @@ class DicomRedactOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the partition; return its summary; fail when over the failure budget."""
-        from dicomscrub.core.runner import run_partition
+        from dicomscrub.core.runner import PartitionFailedError, run_partition
 
         budget = _fraction(self.max_failed_fraction)
         secret = DicomScrubHook(self.dicomscrub_conn_id).get_secret()
@@ -336,20 +334,36 @@ class DicomRedactOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from None
         summary = result.to_summary()
         self._summary = summary
-        self.log.info("Partition summary: %s", summary)
-        self._emit_asset_events(context, result, summary)
-        if result.budget_exceeded:
-            raise AirflowException(
-                f"partition {self.partition}: the failed-file fraction is over the budget "
-                f"max_failed_fraction={budget}; the audit lists each failed "
-                f"file with its error code ({self.audit_root}/files)"
-            )
+        self.log.info(
+            "Partition %s: %d files, %s; entities by type %s; %.1f s",
+            self.partition,
+            result.files,
+            summary["counts"],
+            summary["entities_by_type"],
+            result.seconds,
+        )
+        try:
+            result.raise_for_budget()  # after the audit: run_partition committed it
+        except PartitionFailedError as exc:
+            raise AirflowException(str(exc)) from None
+        self._emit_asset_events(context, summary)
         return summary
 
-    def _emit_asset_events(
-        self, context: Context, result: PartitionResult, summary: dict[str, Any]
-    ) -> None:
-        extra: dict[str, Any] = {"partition": self.partition, **summary}
+    def _emit_asset_events(self, context: Context, summary: dict[str, Any]) -> None:
+        """Attach the partition's counts to an event for each outlet (no paths of sources)."""
+        extra: dict[str, Any] = {
+            key: summary[key]
+            for key in (
+                "partition",
+                "files",
+                "counts",
+                "entities_by_type",
+                "error_codes",
+                "output",
+                "policy_hash",
+                "run_id",
+            )
+        }
         outlet_events = context["outlet_events"]
         for outlet in self.outlets:
             if isinstance(outlet, AssetAlias):
