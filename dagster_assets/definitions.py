@@ -44,6 +44,7 @@ from dagster import (
     EnvVar,
     PartitionsDefinition,
     define_asset_job,
+    in_process_executor,
 )
 
 from dicomscrub.core.errors import ConfigurationError
@@ -88,6 +89,9 @@ def build_definitions(
 ) -> Definitions:
     """Return the dicomscrub assets, checks, a per-partition job and the resource.
 
+    Runs use the in-process executor: the de-identification step starts its own
+    worker processes (``resource.workers``), and partitions run as separate runs.
+
     Parameters
     ----------
     resource
@@ -104,7 +108,14 @@ def build_definitions(
         description="De-identify one manifest partition, check it, publish its audit.",
     )
     return Definitions(
-        assets=assets, asset_checks=checks, jobs=[job], resources={RESOURCE_KEY: resource}
+        assets=assets,
+        asset_checks=checks,
+        jobs=[job],
+        resources={RESOURCE_KEY: resource},
+        # A run's steps are one heavy step (run_partition, with its own worker processes)
+        # and a few light ones: run them in one process instead of one process per step.
+        # Parallelism comes from running partitions as separate runs.
+        executor=in_process_executor,
     )
 
 

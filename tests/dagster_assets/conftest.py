@@ -1,15 +1,14 @@
 """Shared fixtures for the Dagster tests: one real pipeline run, reused by every test.
 
-The module-scoped :func:`scrubbed` fixture generates synthetic studies with the
-project's generator (plus one study whose only file is truncated, to exercise
-the failure budget), then materializes the shipped asset graph on an ephemeral
-Dagster instance: the manifest asset, then every partition with its checks and
-audit assets. Tests read the results and may rerun single partitions.
+:func:`studies` generates synthetic studies once per session with the project's
+generator, plus one study whose only file is truncated (to exercise the failure
+budget). :func:`scrubbed` materializes the shipped asset graph over them on an
+ephemeral Dagster instance: the manifest asset, then every partition with its
+checks and audit assets. Tests read the results and may rerun single partitions.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,26 +85,33 @@ def _add_truncated_study(dicom_dir: Path, target: Path) -> None:
     target.write_bytes(data[: len(data) - len(ds.PixelData) // 2])
 
 
-@pytest.fixture(scope="module")
-def scrubbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrubbed]:
-    """Generate studies and materialize every partition once on an ephemeral instance."""
+@pytest.fixture(scope="session")
+def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated studies (two good ones, one truncated); returns the folder of DICOM files."""
+    from dicomscrub.core.answer_key import DICOM_DIR
+    from dicomscrub.core.samples import generate_corpus
+
+    corpus = tmp_path_factory.mktemp("studies")
+    generate_corpus(corpus, seed=11, patients=PATIENTS)
+    dicom_dir = corpus / DICOM_DIR
+    _add_truncated_study(dicom_dir, dicom_dir / "broken" / "truncated.dcm")
+    return dicom_dir
+
+
+@pytest.fixture(scope="session")
+def scrubbed(tmp_path_factory: pytest.TempPathFactory, studies: Path) -> Iterator[Scrubbed]:
+    """Materialize the manifest and every partition once on an ephemeral instance."""
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("DICOMSCRUB_SECRET", TEST_SECRET)
     monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
-    warnings.simplefilter("ignore", DeprecationWarning)
     from dagster import DagsterInstance, EnvVar, materialize
 
-    from dicomscrub.core.answer_key import DICOM_DIR
     from dicomscrub.core.manifest import partition_keys, read_manifest
-    from dicomscrub.core.samples import generate_corpus
     from dicomscrub.dagster_assets import MANIFEST, DicomScrubResource
     from dicomscrub.dagster_assets.definitions import build_definitions
 
     root = tmp_path_factory.mktemp("dagster")
-    corpus = root / "input"
-    generate_corpus(corpus, seed=11, patients=PATIENTS)
-    dicom_dir = corpus / DICOM_DIR
-    _add_truncated_study(dicom_dir, dicom_dir / "broken" / "truncated.dcm")
+    dicom_dir = studies
 
     config: dict[str, Any] = {
         "secret": EnvVar("DICOMSCRUB_SECRET"),
