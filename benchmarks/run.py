@@ -326,7 +326,7 @@ def markdown(results: dict[str, Any]) -> str:
                 + " | ".join(_rate(q, k) for k in HEADER_METRICS)
                 + " |"
             )
-        lines.append("")
+        lines += ["", *_header_aims(h), ""]
     p = results.get("pixel")
     if p:
         lines += [
@@ -351,7 +351,7 @@ def markdown(results: dict[str, Any]) -> str:
                 + " | ".join(_rate(q, k) for k in PIXEL_METRICS)
                 + " |"
             )
-        lines.append("")
+        lines += ["", *_pixel_aims(p), ""]
     c = results.get("cine")
     if c:
         lines += [
@@ -371,7 +371,7 @@ def markdown(results: dict[str, Any]) -> str:
                 for n in c["frames"]
             ]
             lines.append(f"| {tool} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *_cine_aims(c), ""]
     b = results.get("batch")
     if b:
         lines += ["### Batch runner (`run_partition`, default policy)", ""]
@@ -396,8 +396,79 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{counts.get('failed', 0)} | {r['peak_tree_rss_mb']:.0f} MB | "
                     f"{r['peak_parent_rss_mb']:.0f} MB |"
                 )
+            lines += ["", *_batch_aims(b["runs"])]
         lines.append("")
     return "\n".join(lines)
+
+
+def _ran(tools: dict[str, Any], name: str) -> dict[str, Any] | None:
+    r: dict[str, Any] | None = tools.get(name)
+    return r if r is not None and "skipped" not in r else None
+
+
+def _header_aims(h: dict[str, Any]) -> list[str]:
+    t = h["tools"]
+    ds, dg, fl = _ran(t, "dicomscrub-header"), _ran(t, "dicognito"), _ran(t, "floor")
+    if ds is None or dg is None or fl is None:
+        return []
+    vs_dg = ds["files_per_s"] / dg["files_per_s"]
+    vs_floor = fl["files_per_s"] / ds["files_per_s"]
+    return [
+        f"Aims (issue 2): dicomscrub header-only at {vs_dg:.2f}x dicognito's files/s (aim >= 1.5x: "
+        f"{'met' if vs_dg >= 1.5 else 'not met'}); the floor is {vs_floor:.1f}x faster than "
+        f"dicomscrub (aim <= 2x: {'met' if vs_floor <= 2 else 'not met'})."
+    ]
+
+
+def _pixel_aims(p: dict[str, Any]) -> list[str]:
+    t = p["tools"]
+    pr, ds = _ran(t, "presidio"), _ran(t, "dicomscrub-tesserocr")
+    if pr is None or ds is None:
+        return []
+    speed = pr["mean_file_s"] / ds["mean_file_s"]
+    pr_recall = pr["quality"]["metrics"]["burned_in_phi_recall"]["rate"] or 0.0
+    ds_recall = ds["quality"]["metrics"]["burned_in_phi_recall"]["rate"] or 0.0
+    return [
+        f"Aims (issue 4): dicomscrub (tesserocr) is {speed:.1f}x faster per image than presidio "
+        f"on the images both processed (aim >= 10x: {'met' if speed >= 10 else 'not met'}), "
+        f"burned-in PHI recall {100 * ds_recall:.1f}% vs {100 * pr_recall:.1f}% (aim: no lower, "
+        f"and >= 99%: {'met' if ds_recall >= max(pr_recall, 0.99) else 'not met'})."
+    ]
+
+
+def _cine_aims(c: dict[str, Any]) -> list[str]:
+    r = _ran(c["tools"], "dicomscrub-tesserocr")
+    if r is None:
+        return []
+    frames = c["frames"]
+    first, last = str(frames[0]), str(frames[-1])
+    if r["failures"][first] or r["failures"][last]:
+        return []
+    growth = r["seconds"][last] / r["seconds"][first]
+    return [
+        f"dicomscrub: {frames[-1] // frames[0]}x the frames cost {growth:.1f}x the time "
+        "(aim: far slower growth than the frame count)."
+    ]
+
+
+def _batch_aims(runs: list[dict[str, Any]]) -> list[str]:
+    ok = [r for r in runs if "error" not in r]
+    one = next((r for r in ok if r["workers"] == 1), None)
+    two = [r for r in ok if r["workers"] == 2]
+    lines = []
+    if one and two and two[0]["files"] == one["files"]:
+        speedup = one["wall_s"] / two[0]["wall_s"]
+        lines.append(
+            f"Aims (issue 5): 2 workers at {speedup:.2f}x the files/s of 1 worker (aim >= 1.8x: "
+            f"{'met' if speedup >= 1.8 else 'not met'})."
+        )
+    if len(two) >= 2:
+        ratio = two[-1]["peak_tree_rss_mb"] / two[0]["peak_tree_rss_mb"]
+        lines.append(
+            f"Peak RSS of {two[-1]['files']} files is {ratio:.2f}x that of {two[0]['files']} "
+            f"files (aim <= 1.2x: {'met' if ratio <= 1.2 else 'not met'})."
+        )
+    return lines
 
 
 def record(section: str) -> None:
@@ -421,7 +492,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cine-frames", default="1,5,10,20,40")
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--from-json", default=None, help="only render (and record) an earlier results.json"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        text = markdown(json.loads(Path(args.from_json).read_text()))
+        print(text)
+        if not args.no_record:
+            record(text)
+        return 0
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     from dicomscrub.core.samples import generate_corpus
 
