@@ -168,8 +168,8 @@ class DicomManifestOperator(BaseOperator):
         """Build or read the manifest and return its partition keys."""
         from dicomscrub.core.manifest import build_manifest, partition_keys, write_manifest
 
-        secret = DicomScrubHook(self.dicomscrub_conn_id).get_secret()
         try:
+            secret = DicomScrubHook(self.dicomscrub_conn_id).get_secret()
             if self.input:
                 frame = build_manifest(
                     self.input,
@@ -315,8 +315,8 @@ class DicomRedactOperator(BaseOperator):
         from dicomscrub.core.runner import PartitionFailedError, run_partition
 
         budget = _fraction(self.max_failed_fraction)
-        secret = DicomScrubHook(self.dicomscrub_conn_id).get_secret()
         try:
+            secret = DicomScrubHook(self.dicomscrub_conn_id).get_secret()
             result = run_partition(
                 self.manifest,
                 self.partition,

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 DAG_ID = "dicom_deid"
 DRIVER = Path(__file__).with_name("dag_test_driver.py")
-# Header de-identification only: keeps the runs quick (pixel OCR is tested in core).
-POLICY: dict[str, Any] = {"pixels": {"mode": "off"}}
+# The default policy (pixel scanning on), given as the DAG param's built-in name.
+POLICY = "default"
 NAMES = ["Doe^Jane", "Roe^Richard", "Poe^Edgar"]
 
 
@@ -176,7 +176,7 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory, study_write
         "input": str(bad / "input"),
         "output": str(bad / "output"),
         "audit": str(bad / "audit"),
-        "policy": POLICY,
+        "policy": {"base": POLICY},  # a dict param reaches the operator as a dict
         "max_failed_fraction": 0.2,  # 1 of 3 files fails in the bad partition: over budget
     }
 

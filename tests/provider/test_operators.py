@@ -118,3 +118,24 @@ def test_openlineage_names_manifest_input_and_output_roots() -> None:
     outputs = local.get_openlineage_facets_on_complete(None).outputs
     names = [(d.namespace, d.name) for d in outputs]
     assert names == [("file", "/data/out"), ("file", "/data/audit")]
+
+
+def test_missing_secret_fails_the_task_without_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_SCRUB_NOSECRET", '{"conn_type": "dicomscrub"}')
+    with pytest.raises(AirflowFailException, match="has no secret"):
+        _redact(dicomscrub_conn_id="scrub_nosecret").execute({})  # type: ignore[arg-type]
+    manifest = DicomManifestOperator(
+        task_id="manifest", manifest="m.parquet", dicomscrub_conn_id="scrub_nosecret"
+    )
+    with pytest.raises(AirflowFailException, match="has no secret"):
+        manifest.execute({})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("budget", ["abc", 1.5, "-0.1"])
+def test_invalid_budget_fails_the_task_without_retry(budget: object) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="max_failed_fraction"):
+        _redact(max_failed_fraction=budget).execute({})  # type: ignore[arg-type]
