@@ -64,13 +64,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from typing import Any, Protocol
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -83,6 +82,7 @@ from .errors import DeidError, ErrorCode
 from .policy import Policy
 from .profile import ProfileAction, ProfileTable
 from .pseudonyms import Pseudonymizer
+from .read import dataset_codec, decode_values, element_vr, raw_items
 from .results import Action, Detector, Entity
 from .verify import DenyList
 
@@ -144,6 +144,8 @@ TEXT_MAX_LEN = {**MAX_VALUE_LEN, "PN": 64, "UC": 2**32 - 2, "UT": 2**32 - 2, "UR
 DICOM_UID_ROOT = "1.2.840.10008."
 
 PRIVATE_CREATOR_RANGE = range(0x10, 0x100)
+#: VRs of attributes outside the table that the header step changes or inspects.
+ACTED_ON_VRS = TEXT_VRS | {"SQ", "UI", "DA", "DT", "AS"}
 
 
 class SpanLike(Protocol):
@@ -315,6 +317,7 @@ class HeaderStep:
         self.verbatim = policy.passthrough == "verbatim"
         self._options = policy.options
         self._actions: dict[int, ProfileAction | None] = {}
+        self._untouched: dict[tuple[int, str | None], bool] = {}
         self._passthrough_tags = frozenset(
             t for t in (tag_for_keyword(k) for k in PASSTHROUGH) if t is not None
         )
@@ -360,12 +363,27 @@ class HeaderStep:
         """
         run = _Run(self, detector, self.pseudo.date_offset_days(patient_key), deny)
         try:
-            run.dataset(ds, "", 0, dummy_text=False)
+            run.dataset(ds, "", 0, dummy_text=False, codec="latin_1")
         except DeidError:
             raise
         except RecursionError:
             raise DeidError(ErrorCode.SEQUENCE_TOO_DEEP, "sequences nest too deeply") from None
         return run.outcome
+
+    def untouched(self, tag: int, raw_vr: str | None) -> bool:
+        """True when an element is kept as is whatever its value (no need to decode it)."""
+        key = (tag, raw_vr)
+        found = self._untouched.get(key)
+        if found is None:
+            vr = element_vr(tag, raw_vr)
+            if tag in self._keep_tags:
+                found = True
+            elif self.action(tag) is not None:
+                found = False
+            else:
+                found = vr not in ACTED_ON_VRS
+            self._untouched[key] = found
+        return found
 
     def action(self, tag: int) -> ProfileAction | None:
         """The table's action for a tag under this policy's options (cached)."""
@@ -375,6 +393,83 @@ class HeaderStep:
             found = self.table.action(tag, self._options)
             self._actions[tag] = found
             return found
+
+
+class Field:
+    """One element of one dataset, read from its raw bytes and replaced only when changed.
+
+    Elements that are kept are never decoded, so pydicom writes their original
+    bytes back; changed elements are replaced by new elements.
+    """
+
+    __slots__ = ("_original", "_values", "codec", "ds", "path", "raw", "tag", "vr")
+
+    def __init__(
+        self, ds: Dataset, tag: int, vr: str, raw: Any, codec: str | None, path: str
+    ) -> None:
+        self.ds, self.tag, self.vr, self.raw, self.codec, self.path = ds, tag, vr, raw, codec, path
+        self._values: list[str] | None = None
+        self._original: str | bytes | None = None
+
+    @property
+    def keyword(self) -> str:
+        return "" if (self.tag >> 16) & 1 else _keyword(self.tag)
+
+    @property
+    def values(self) -> list[str]:
+        """The values as strings (decoded from the raw bytes when the charset allows)."""
+        if self._values is None:
+            self._values = self._decode()
+        return self._values
+
+    def _decode(self) -> list[str]:
+        try:
+            return decode_values(self.ds, self.tag, self.vr, self.raw, self.codec)
+        except Exception as exc:
+            raise DeidError(
+                ErrorCode.INVALID_VALUE,
+                f"{_tag_str(self.tag)} could not be decoded ({type(exc).__name__})",
+            ) from None
+
+    @property
+    def original(self) -> str | bytes:
+        """The original value for the audit HMAC (text, or bytes for binary values)."""
+        if self._original is not None:
+            return self._original
+        value = getattr(self.raw, "value", None)
+        if self.vr in STRING_VRS:
+            return "\\".join(self.values)
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if self.vr == "SQ":
+            return f"<sequence {_tag_str(self.tag)}>"
+        return "" if value is None else str(value)
+
+    def set(self, value: Any) -> None:
+        """Replace the element with a new value (a list for several values)."""
+        if self._original is None:
+            self._original = self.original
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else (value or "")
+        self.ds[self.tag] = DataElement(self.tag, self.vr, value)
+        self._values = None
+        self.raw = self.ds.get_item(self.tag)
+
+    def remove(self) -> None:
+        try:
+            self._original = self.original
+        except DeidError:  # undecodable: the audit HMAC is of the raw bytes
+            self._original = _raw_bytes(self)
+        del self.ds[self.tag]
+
+    def sequence(self) -> Sequence:
+        element = self.ds[self.tag]
+        return element.value if element.value is not None else Sequence()
+
+
+@cache
+def _keyword(tag: int) -> str:
+    return keyword_for_tag(tag) or ""
 
 
 class _Run:
@@ -400,318 +495,306 @@ class _Run:
     # -- entities ---------------------------------------------------------------------------
     def record(
         self,
-        element: DataElement,
-        path: str,
+        field: Field,
         action: Action,
         *,
-        original: str | bytes,
+        original: str | bytes | None = None,
         replacement: str | None = None,
         entity_type: str | None = None,
-        detector: Detector = "profile",
-        private: bool = False,
     ) -> None:
-        raw = None
-        if self.step.keep_raw_text:
-            raw = original if isinstance(original, str) else None
-        keyword = "" if private else (element.keyword or "")
+        value = field.original if original is None else original
+        private = bool((field.tag >> 16) & 1)
+        keyword = field.keyword
         self.outcome.entities.append(
             Entity(
                 location="header",
-                tag=_tag_str(element.tag),
+                tag=_tag_str(field.tag),
                 keyword=keyword,
-                sequence_path=path,
-                entity_type=entity_type or entity_type_for(keyword, element.VR, private),
-                detector=detector,
+                sequence_path=field.path,
+                entity_type=entity_type or entity_type_for(keyword, field.vr, private),
+                detector="profile",
                 action=action,
-                value_hmac=self.pseudo.hmac(original),
+                value_hmac=self.pseudo.hmac(value),
                 replacement=replacement,
-                raw_text=raw,
+                raw_text=value if self.step.keep_raw_text and isinstance(value, str) else None,
             )
         )
 
     # -- walk -------------------------------------------------------------------------------
-    def dataset(self, ds: Dataset, path: str, depth: int, *, dummy_text: bool) -> None:
+    def dataset(
+        self, ds: Dataset, path: str, depth: int, *, dummy_text: bool, codec: str | None
+    ) -> None:
         if depth > self.max_depth:
             raise DeidError(
                 ErrorCode.SEQUENCE_TOO_DEEP,
                 f"sequences nest deeper than the policy's limit of {self.max_depth}",
             )
+        codec = dataset_codec(ds, codec)
         overlay_groups_removed: set[int] = set()
         private_kept_blocks: set[tuple[int, int]] = set()
-        creators: list[int] = []
-        for key in list(ds.keys()):
+        creators: list[Field] = []
+        for key, raw in raw_items(ds):
             tag = int(key)
             group, elem_no = tag >> 16, tag & 0xFFFF
             if group == 0x0002 or elem_no == 0x0000:
-                del ds[tag]  # file meta inside a dataset, group lengths: rebuilt or obsolete
+                del ds[key]  # file meta inside a dataset, group lengths: rebuilt or obsolete
                 continue
+            raw_vr = raw.VR if raw is not None else None
+            if not group & 1 and self.step.untouched(tag, raw_vr):
+                continue  # kept as is: never decoded, written back byte for byte
+            field = Field(ds, tag, element_vr(tag, raw_vr), raw, codec, path)
             if group & 1:
                 if elem_no in PRIVATE_CREATOR_RANGE:
-                    creators.append(tag)
+                    creators.append(field)
                 else:
-                    self.private(ds, tag, path, private_kept_blocks)
+                    self.private(field, private_kept_blocks)
                 continue
-            try:
-                element = ds[tag]
-            except Exception as exc:
-                raise DeidError(
-                    ErrorCode.INVALID_VALUE,
-                    f"{_tag_str(tag)} could not be decoded ({type(exc).__name__})",
-                ) from None
-            self.element(ds, element, path, depth, dummy_text, overlay_groups_removed)
-        for creator_tag in creators:
-            if (creator_tag >> 16, creator_tag & 0xFF) not in private_kept_blocks:
-                creator = ds[creator_tag]
-                del ds[creator_tag]
-                self.record(
-                    creator, path, "removed", original=str(creator.value or ""), private=True
-                )
+            self.element(field, depth, dummy_text, overlay_groups_removed)
+        for creator in creators:
+            if (creator.tag >> 16, creator.tag & 0xFF) not in private_kept_blocks:
+                creator.remove()
+                self.record(creator, "removed")
         if overlay_groups_removed:
-            for tag in [e.tag for e in ds if (e.tag >> 16) in overlay_groups_removed]:
-                del ds[tag]
+            for key in [k for k in list(ds.keys()) if (int(k) >> 16) in overlay_groups_removed]:
+                del ds[key]
 
-    def private(self, ds: Dataset, tag: int, path: str, kept: set[tuple[int, int]]) -> None:
-        group, elem_no = tag >> 16, tag & 0xFFFF
+    def private(self, field: Field, kept: set[tuple[int, int]]) -> None:
+        group, elem_no = field.tag >> 16, field.tag & 0xFFFF
         block = elem_no >> 8
-        element = ds[tag]
         if self.step._safe and block in PRIVATE_CREATOR_RANGE:
-            creator_tag = (group << 16) | block
-            creator = ds.get(creator_tag)
-            name = str(creator.value).strip().upper() if creator is not None else ""
+            creator = Field(field.ds, (group << 16) | block, "LO", None, field.codec, field.path)
+            creator.raw = field.ds.get_item(creator.tag)
+            name = creator.values[0].strip().upper() if creator.raw and creator.values else ""
             if (name, group, elem_no & 0xFF) in self.step._safe:
                 kept.add((group, block))
-                self.record(element, path, "kept", original=_raw_bytes(element), private=True)
+                self.record(field, "kept", original=_raw_bytes(field))
                 return
-        del ds[tag]
-        self.record(element, path, "removed", original=_raw_bytes(element), private=True)
+        field.remove()
+        self.record(field, "removed")
 
     def element(
-        self,
-        ds: Dataset,
-        element: DataElement,
-        path: str,
-        depth: int,
-        dummy_text: bool,
-        overlay_groups_removed: set[int],
+        self, field: Field, depth: int, dummy_text: bool, overlay_groups_removed: set[int]
     ) -> None:
-        step = self.step
-        tag, vr = int(element.tag), element.VR
-        if tag in step._keep_tags:
-            return
+        step, vr = self.step, field.vr
         if step.verbatim and vr in TEXT_VRS:
-            self.clean_text(element, path)
+            self.clean_text(field)
             return
-        action = step.action(tag)
+        action = step.action(field.tag)
         if action is None:
-            self.unlisted(ds, element, path, depth, dummy_text)
+            self.unlisted(field, depth, dummy_text)
             return
         code = action.code
         if code == "X":
-            del ds[tag]
-            if (tag & 0xFF00FFFF) == 0x60003000:
-                overlay_groups_removed.add(tag >> 16)
-            self.record(element, path, "removed", original=_original(element))
+            field.remove()
+            if (field.tag & 0xFF00FFFF) == 0x60003000:
+                overlay_groups_removed.add(field.tag >> 16)
+            self.record(field, "removed")
         elif code == "Z":
-            self.empty(element, path)
+            self.empty(field)
         elif code == "D":
-            self.dummy(element, path, depth)
+            self.dummy(field, depth)
         elif code == "K":
-            self.keep(element, path, depth, dummy_text)
+            self.keep(field, depth, dummy_text)
         elif code == "C":
-            self.clean(element, path, depth, dummy_text, action.option)
+            self.clean(field, depth, dummy_text, action.option, overlay_groups_removed)
         elif code == "U":
             if vr == "SQ":
-                self.sequence(element, path, depth, dummy_text)
+                self.sequence(field, depth, dummy_text)
             elif not step._options.retain_uids:
-                self.remap_uids(element, path)
+                self.remap_uids(field)
         else:  # pragma: no cover - the generator only writes the six codes
             raise DeidError(ErrorCode.INTERNAL_ERROR, f"unknown action {code!r}")
 
     # -- actions ----------------------------------------------------------------------------
-    def sequence(self, element: DataElement, path: str, depth: int, dummy_text: bool) -> None:
-        name = element.keyword or _tag_str(int(element.tag))
-        for index, item in enumerate(element.value or ()):
-            item_path = f"{path}.{name}[{index}]" if path else f"{name}[{index}]"
-            self.dataset(item, item_path, depth + 1, dummy_text=dummy_text)
+    def sequence(self, field: Field, depth: int, dummy_text: bool) -> None:
+        name = field.keyword or _tag_str(field.tag)
+        prefix = f"{field.path}.{name}" if field.path else name
+        for index, item in enumerate(field.sequence()):
+            self.dataset(
+                item, f"{prefix}[{index}]", depth + 1, dummy_text=dummy_text, codec=field.codec
+            )
 
-    def empty(self, element: DataElement, path: str) -> None:
-        vr, keyword = element.VR, element.keyword
-        original = _original(element)
-        if vr == "PN" or keyword in ID_PREFIX:
-            self.pseudonymize(element, path)
+    def empty(self, field: Field) -> None:
+        if field.vr == "PN" or field.keyword in ID_PREFIX:
+            self.pseudonymize(field)
             return
-        if vr == "SQ":
-            element.value = Sequence()
-        elif vr in STRING_VRS:
-            element.value = ""
+        original = field.original
+        if field.vr == "SQ":
+            field.set(Sequence())
+        elif field.vr in STRING_VRS:
+            if not field.values:
+                return
+            field.set("")
         else:
-            element.value = None
-        self.record(element, path, "emptied", original=original)
+            field.set(None)
+        self.record(field, "emptied", original=original)
 
-    def pseudonymize(self, element: DataElement, path: str) -> None:
-        values = _values(element)
+    def pseudonymize(self, field: Field) -> None:
+        values = field.values
         if not values:
             return
-        if element.VR == "PN":
-            patient = element.keyword == "PatientName"
+        if field.vr == "PN":
+            patient = field.keyword == "PatientName"
             new = [self.pseudo.name(v, patient=patient) for v in values]
             entity_type = "PERSON"
         else:
-            prefix = ID_PREFIX.get(element.keyword, "IDN")
-            new = [_fit(self.pseudo.identifier(v, prefix), element.VR) for v in values]
+            prefix = ID_PREFIX.get(field.keyword, "IDN")
+            new = [_fit(self.pseudo.identifier(v, prefix), field.vr) for v in values]
             entity_type = "ID"
-        _set_values(element, new)
+        original = "\\".join(values)
+        field.set(new)
         self.record(
-            element,
-            path,
-            "replaced",
-            original="\\".join(values),
-            replacement="\\".join(new),
+            field, "replaced", original=original, replacement="\\".join(new),
             entity_type=entity_type,
-        )
+        )  # fmt: skip
 
-    def dummy(self, element: DataElement, path: str, depth: int) -> None:
-        vr = element.VR
+    def dummy(self, field: Field, depth: int) -> None:
+        vr = field.vr
         if vr == "SQ":
-            self.sequence(element, path, depth, dummy_text=True)
+            self.sequence(field, depth, dummy_text=True)
             return
-        if vr == "PN" or element.keyword in ID_PREFIX:
-            self.pseudonymize(element, path)
+        if vr == "PN" or field.keyword in ID_PREFIX:
+            self.pseudonymize(field)
             return
         if vr == "UI":
-            self.remap_uids(element, path)
+            self.remap_uids(field)
             return
-        original = _original(element)
+        original = field.original
+        if vr in STRING_VRS and not field.values:
+            return
+        new: Any
         if vr in DUMMY_VALUES:
-            new: Any = DUMMY_VALUES[vr] if _values(element) else ""
+            new = DUMMY_VALUES[vr]
+        elif vr in ("LT", "ST", "UT", "UR"):
+            new = _fit(self.pseudo.token(str(original), 16), vr)
         elif vr in TEXT_VRS:
-            new = (
-                "\\".join(_fit(self.pseudo.token(v, 16), vr) for v in _values(element))
-                if vr not in ("LT", "ST", "UT")
-                else _fit(self.pseudo.token(str(original), 16), vr)
-            )
+            new = [_fit(self.pseudo.token(v, 16), vr) for v in field.values]
         elif vr == "CS":
-            new = "ANONYMIZED" if _values(element) else ""
+            new = "ANONYMIZED"
         elif vr in ("DS", "IS"):
             new = "0"
         elif vr in NUMERIC_VRS:
             new = 0
         elif vr in BINARY_VRS:
-            new = bytes(len(element.value or b""))
+            new = bytes(len(original)) if isinstance(original, bytes) else b""
         else:
             new = None
-        element.value = new
-        self.record(element, path, "replaced", original=original, replacement=_safe_text(new))
+        field.set(new)
+        shown = "\\".join(new) if isinstance(new, list) else _safe_text(new)
+        self.record(field, "replaced", original=original, replacement=shown)
 
-    def keep(self, element: DataElement, path: str, depth: int, dummy_text: bool) -> None:
-        if element.VR == "SQ":
-            self.sequence(element, path, depth, dummy_text)
-        elif element.VR == "AS":
-            self.cap_ages(element, path)
+    def keep(self, field: Field, depth: int, dummy_text: bool) -> None:
+        if field.vr == "SQ":
+            self.sequence(field, depth, dummy_text)
+        elif field.vr == "AS":
+            self.cap_ages(field)
 
     def clean(
-        self, element: DataElement, path: str, depth: int, dummy_text: bool, option: str
+        self,
+        field: Field,
+        depth: int,
+        dummy_text: bool,
+        option: str,
+        overlay_groups_removed: set[int],
     ) -> None:
-        vr = element.VR
+        vr = field.vr
         if vr == "SQ":
-            self.sequence(element, path, depth, dummy_text)
+            self.sequence(field, depth, dummy_text)
         elif option == "retain_longitudinal_modified_dates":
             if vr in ("DA", "DT"):
-                self.shift_dates(element, path)
+                self.shift_dates(field)
         elif option == "clean_graphics":
             if vr in TEXT_VRS:
-                self.clean_text(element, path)
-            # overlay and curve data stay for the pixel step, which cleans them
+                self.clean_text(field)
+            elif self.step.policy.pixels.mode == "off":
+                # nobody will clean overlay or curve data: remove it (fail closed)
+                field.remove()
+                if (field.tag & 0xFF00FFFF) == 0x60003000:
+                    overlay_groups_removed.add(field.tag >> 16)
+                self.record(field, "removed")
+            # else: overlay and curve data stay for the pixel step, which cleans them
         elif vr in TEXT_VRS:
-            self.clean_text(element, path)
+            self.clean_text(field)
         elif vr == "AS":
-            self.cap_ages(element, path)
+            self.cap_ages(field)
         elif vr == "UI":
-            self.remap_uids(element, path)
+            self.remap_uids(field)
 
-    def unlisted(
-        self, ds: Dataset, element: DataElement, path: str, depth: int, dummy_text: bool
-    ) -> None:
-        vr = element.VR
+    def unlisted(self, field: Field, depth: int, dummy_text: bool) -> None:
+        vr = field.vr
         if vr == "SQ":
-            self.sequence(element, path, depth, dummy_text)
+            self.sequence(field, depth, dummy_text)
         elif vr == "UI":
             if not self.step._options.retain_uids:
-                self.remap_uids(element, path, only_unknown=True)
+                self.remap_uids(field)
         elif vr in ("DA", "DT"):
-            self.dates_by_policy(element, path)
+            self.dates_by_policy(field)
         elif vr == "AS":
-            self.cap_ages(element, path)
+            self.cap_ages(field)
         elif vr == "PN":
-            self.pseudonymize(element, path)
+            self.pseudonymize(field)
         elif vr in TEXT_VRS:
-            if dummy_text and element.keyword not in CODE_KEYWORDS:
-                self.dummy(element, path, depth)
+            if dummy_text and field.keyword not in CODE_KEYWORDS:
+                self.dummy(field, depth)
             else:
-                self.clean_text(element, path)
+                self.clean_text(field)
         # numeric, coded (CS), AT, TM and binary values are kept
 
-    def dates_by_policy(self, element: DataElement, path: str) -> None:
+    def dates_by_policy(self, field: Field) -> None:
         mode = self.step._date_mode
         if mode == "shift":
-            self.shift_dates(element, path)
-        elif mode == "dummy" and _values(element):
-            original = _original(element)
-            element.value = DUMMY_VALUES[element.VR]
-            self.record(element, path, "replaced", original=original, replacement=element.value)
+            self.shift_dates(field)
+        elif mode == "dummy" and field.values:
+            original = field.original
+            field.set(DUMMY_VALUES[field.vr])
+            self.record(field, "replaced", original=original, replacement=DUMMY_VALUES[field.vr])
 
-    def shift_dates(self, element: DataElement, path: str) -> None:
-        values = _values(element)
+    def shift_dates(self, field: Field) -> None:
+        values = field.values
         if not values:
             return
-        shift = shift_da if element.VR == "DA" else shift_dt
+        shift = shift_da if field.vr == "DA" else shift_dt
+        original = "\\".join(values)
         try:
             new = [shift(v, self.offset) for v in values]
         except ValueError:
-            element.value = ""
-            self.record(element, path, "emptied", original="\\".join(values))
+            field.set("")
+            self.record(field, "emptied", original=original)
             return
-        _set_values(element, new)
+        field.set(new)
         self.outcome.dates_shifted = True
-        self.record(
-            element, path, "shifted", original="\\".join(values), replacement="\\".join(new)
-        )
+        self.record(field, "shifted", original=original, replacement="\\".join(new))
 
-    def cap_ages(self, element: DataElement, path: str) -> None:
-        values = _values(element)
+    def cap_ages(self, field: Field) -> None:
+        values = field.values
         new = [cap_age(v) for v in values]
         if new != values:
-            _set_values(element, new)
-            self.record(
-                element, path, "replaced", original="\\".join(values), replacement="\\".join(new)
-            )
+            field.set(new)
+            self.record(field, "replaced", original="\\".join(values), replacement="\\".join(new))
 
-    def remap_uids(self, element: DataElement, path: str, *, only_unknown: bool = True) -> None:
-        values = _values(element)
-        if not values:
-            return
-        new = [v if (only_unknown and is_well_known_uid(v)) else self.pseudo.uid(v) for v in values]
+    def remap_uids(self, field: Field) -> None:
+        values = field.values
+        new = [v if is_well_known_uid(v) else self.pseudo.uid(v) for v in values]
         if new == values:
             return
-        _set_values(element, new)
-        self.record(
-            element, path, "replaced", original="\\".join(values), replacement="\\".join(new)
-        )
+        field.set(new)
+        self.record(field, "replaced", original="\\".join(values), replacement="\\".join(new))
 
     # -- free text --------------------------------------------------------------------------
-    def clean_text(self, element: DataElement, path: str) -> None:
-        values = _values(element)
+    def clean_text(self, field: Field) -> None:
+        values = field.values
         if not values:
             return
         if self.detector is None:
             self.outcome.dummy_text = True
-            self.dummy(element, path, 0)
+            self.dummy(field, 0)
             return
         self.outcome.text_cleaned = True
-        vr = element.VR
+        vr = field.vr
         if vr in ("LT", "ST", "UT"):  # single-valued: a backslash is text here
             values = ["\\".join(values)]
         new_values: list[str] = []
+        keyword = field.keyword
         for value in values:
             cleaned, spans = self.detect(value)
             new_values.append(_fit(cleaned, vr))
@@ -720,9 +803,9 @@ class _Run:
                 self.outcome.entities.append(
                     Entity(
                         location="header",
-                        tag=_tag_str(int(element.tag)),
-                        keyword=element.keyword or "",
-                        sequence_path=path,
+                        tag=_tag_str(field.tag),
+                        keyword=keyword,
+                        sequence_path=field.path,
                         entity_type=span.entity_type,
                         detector=span.detector,
                         action="cleaned",
@@ -735,7 +818,7 @@ class _Run:
                     )
                 )
         if new_values != values:
-            _set_values(element, new_values)
+            field.set(new_values)
 
     def marker_for(self, entity_type: str) -> str:
         return self.marker.replace("{type}", entity_type)
@@ -770,42 +853,12 @@ class _Run:
         return result
 
 
-def _original(element: DataElement) -> str | bytes:
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    if isinstance(value, Sequence):
-        return f"<sequence of {len(value)} items>"
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
-def _raw_bytes(element: DataElement) -> str | bytes:
-    return _original(element)
+def _raw_bytes(field: Field) -> bytes:
+    value = getattr(field.raw, "value", None)
+    return bytes(value) if isinstance(value, bytes | bytearray) else b""
 
 
 def _safe_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
+    if value is None or isinstance(value, bytes):
         return None
     return str(value)
-
-
-def walk_strings(ds: Dataset) -> Iterable[tuple[str, DataElement]]:
-    """Yield ``(sequence path, element)`` for every element at any depth, file meta excluded."""
-    stack: list[tuple[Dataset, str]] = [(ds, "")]
-    while stack:
-        current, path = stack.pop()
-        for element in current:
-            if element.VR == "SQ":
-                name = element.keyword or _tag_str(int(element.tag))
-                for index, item in enumerate(element.value or ()):
-                    stack.append((item, f"{path}.{name}[{index}]" if path else f"{name}[{index}]"))
-            yield path, element
-
-
-Cleaner = Callable[[str], tuple[str, list[Any]]]

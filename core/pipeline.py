@@ -63,7 +63,7 @@ from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
 from .read import PIXEL_TAGS, read_dataset
 from .results import Entity, FileResult
-from .verify import DenyList, find_residual_uids
+from .verify import DenyList, identifier_view
 from .write import read_bytes, same_location, write_verified
 
 log = logging.getLogger(__name__)
@@ -275,9 +275,10 @@ class Engine:
             When the dataset cannot be fully de-identified.
         """
         original_uids = [str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS]
-        identifiers = self._identifiers(ds)
+        view = identifier_view(ds)  # string elements only: numbers and pixels stay encoded
+        identifiers = self._identifiers(view)
         extra = list(identifiers.deny_values()) if identifiers is not None else []
-        deny = DenyList.from_dataset(ds, extra)
+        deny = DenyList.from_dataset(view, extra)
         patient_key = patient_key_of(ds)
         modality = str(ds.get("Modality", "") or "")
         detector = self._detector_for(identifiers)
@@ -347,7 +348,6 @@ class Engine:
             temporal = "MODIFIED"
         else:
             temporal = "REMOVED"
-        ds.PatientIdentityRemoved = "YES"
         method = [
             f"dicomscrub {__version__}",
             "DICOM PS3.15 E.1 Basic Profile",
@@ -357,16 +357,10 @@ class Engine:
             method.append("passthrough attributes kept verbatim")
         if header.dummy_text:
             method.append("free text replaced (no text detector)")
-        ds.DeidentificationMethod = method
-        items = []
-        for code in sorted(set(codes)):
-            item = Dataset()
-            item.CodeValue = code
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = CID_7050[code]
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(items)
-        ds.LongitudinalTemporalInformationModified = temporal
+        ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+        ds.add_new(0x00120063, "LO", method)  # DeidentificationMethod
+        ds.add_new(0x00120064, "SQ", Sequence([_code_item(c) for c in sorted(set(codes))]))
+        ds.add_new(0x00280303, "CS", temporal)  # LongitudinalTemporalInformationModified
 
     # -- bytes ------------------------------------------------------------------------------------
     def _deidentify_bytes(self, data: bytes, result: FileResult) -> tuple[bytes, Deidentified]:
@@ -402,9 +396,8 @@ class Engine:
             ) from None
         if str(ds.get("PatientIdentityRemoved", "")) != "YES":
             raise DeidError(ErrorCode.VERIFY_FAILED, "PatientIdentityRemoved is not YES")
-        hits = done.deny.find(ds)
-        if not (self.policy.options.retain_uids or self.policy.passthrough == "verbatim"):
-            hits += find_residual_uids(done.original_uids, ds)
+        uids_kept = self.policy.options.retain_uids or self.policy.passthrough == "verbatim"
+        hits = done.deny.find(ds, () if uids_kept else done.original_uids)
         if hits:
             shown = ", ".join(sorted(set(hits))[:10])
             raise DeidError(
@@ -492,6 +485,14 @@ class Engine:
         return result
 
 
+def _code_item(code: str) -> Dataset:
+    item = Dataset()
+    item.add_new(0x00080100, "SH", code)  # CodeValue
+    item.add_new(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+    item.add_new(0x00080104, "LO", CID_7050[code])  # CodeMeaning
+    return item
+
+
 def _fail(result: FileResult, code: ErrorCode, message: str) -> None:
     result.status = "failed"
     result.error_code = code.value
@@ -546,11 +547,12 @@ def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
     if not str(ds.get("SOPInstanceUID", "") or ""):
         ds.SOPInstanceUID = fallback_uid
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = UID(str(syntax))
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    meta.add_new(0x00020001, "OB", b"\x00\x01")  # FileMetaInformationVersion
+    meta.add_new(0x00020002, "UI", ds.SOPClassUID)  # MediaStorageSOPClassUID
+    meta.add_new(0x00020003, "UI", ds.SOPInstanceUID)  # MediaStorageSOPInstanceUID
+    meta.add_new(0x00020010, "UI", UID(str(syntax)))  # TransferSyntaxUID
+    meta.add_new(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+    meta.add_new(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
 

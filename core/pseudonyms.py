@@ -67,6 +67,19 @@ class Pseudonymizer:
             label: _hmac.new(key, label.encode(), hashlib.sha256).digest()
             for label in ("audit", "uid", "name", "id", "date", "token")
         }
+        self._macs = self._prepare(self._keys)
+
+    @staticmethod
+    def _prepare(keys: dict[str, bytes]) -> dict[str, _hmac.HMAC]:
+        # one keyed HMAC per purpose, copied per value (cheaper than re-keying each time)
+        return {label: _hmac.new(k, digestmod=hashlib.sha256) for label, k in keys.items()}
+
+    def __getstate__(self) -> dict[str, bytes]:
+        return dict(self._keys)
+
+    def __setstate__(self, keys: dict[str, bytes]) -> None:
+        self._keys = dict(keys)
+        self._macs = self._prepare(self._keys)
 
     @classmethod
     def from_env(
@@ -90,8 +103,9 @@ class Pseudonymizer:
         )
 
     def _digest(self, label: str, value: str | bytes) -> bytes:
-        data = value.encode("utf-8") if isinstance(value, str) else value
-        return _hmac.new(self._keys[label], data, hashlib.sha256).digest()
+        mac = self._macs[label].copy()
+        mac.update(value.encode("utf-8") if isinstance(value, str) else value)
+        return mac.digest()
 
     def hmac(self, value: str | bytes) -> str:
         """Audit HMAC (hex) of an original value."""

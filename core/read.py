@@ -30,10 +30,15 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from functools import cache
+from typing import Any
 
 import pydicom
+from pydicom.charset import python_encoding
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from .errors import DeidError, ErrorCode
@@ -160,6 +165,89 @@ def _pixel_tag_in(data: bytes) -> bool:
     return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
+def raw_items(ds: Dataset) -> list[tuple[BaseTag, Any]]:
+    """A snapshot of ``ds``'s elements as stored: raw (undecoded) or decoded.
+
+    Reads pydicom's element store directly: ``Dataset.get_item`` per tag costs
+    more than the rest of a header pass. Safe to modify ``ds`` while iterating.
+    """
+    return list(ds._dict.items())
+
+
+@cache
+def element_vr(tag: int, raw_vr: str | None) -> str:
+    """The VR of an element without decoding it: the file's (explicit VR), else the
+    dictionary's (implicit VR, or UN for a known tag), else ``UN``.
+
+    >>> element_vr(0x00100010, None), element_vr(0x00100010, "UN"), element_vr(0x00091001, None)
+    ('PN', 'PN', 'UN')
+    """
+    if raw_vr not in (None, "UN"):
+        return str(raw_vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+#: VRs whose raw bytes are text.
+TEXT_VRS = frozenset({"AE", "LO", "LT", "SH", "ST", "UC", "UT", "UR", "PN"})
+STRING_VRS = TEXT_VRS | {"CS", "DA", "DT", "TM", "AS", "UI", "DS", "IS"}
+SINGLE_VALUED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
+
+
+@cache
+def codec_for(charset: tuple[str, ...]) -> str | None:
+    """Python codec for raw text in a SpecificCharacterSet (None: code extensions).
+
+    >>> codec_for(("ISO_IR 100",)), codec_for(("ISO_IR 192",)), codec_for(("", "ISO 2022 IR 87"))
+    ('latin_1', 'UTF8', None)
+    """
+    terms = [t.strip() for t in charset] or ["ISO_IR 6"]
+    terms = terms if any(terms) else ["ISO_IR 6"]
+    if len(terms) > 1 or terms[0].startswith("ISO 2022"):
+        return None
+    return python_encoding.get(terms[0] or "ISO_IR 6") or None
+
+
+def dataset_codec(ds: Dataset, inherited: str | None) -> str | None:
+    """The codec of ``ds``'s own SpecificCharacterSet, else ``inherited``."""
+    raw = ds.get_item(0x00080005)
+    if raw is None:
+        return inherited
+    value = raw.value
+    if isinstance(value, bytes):
+        return codec_for(tuple(value.decode("ascii", "replace").split("\\")))
+    if isinstance(value, str):
+        return codec_for((value,))
+    return codec_for(tuple(str(v) for v in value or ()))
+
+
+def decode_values(ds: Dataset, tag: int, vr: str, raw: object, codec: str | None) -> list[str]:
+    """The values of a string element as text, from its raw bytes when possible.
+
+    Decoding raw bytes directly leaves the element undecoded in ``ds`` (pydicom then
+    writes its original bytes back). Falls back to pydicom for code extensions and
+    already-decoded elements. Raises whatever pydicom raises for undecodable values.
+    """
+    value = getattr(raw, "value", None)
+    if isinstance(value, bytes) and vr in STRING_VRS:
+        use = codec if vr in TEXT_VRS else "latin_1"
+        if use is not None and not (vr == "PN" and b"\x1b" in value):
+            text = value.decode(use, "replace")
+            if vr in SINGLE_VALUED_TEXT:
+                text = text.rstrip(" \x00")
+                return [text] if text else []
+            parts = [p.strip(" \x00") for p in text.split("\\")]
+            return [] if parts == [""] else parts
+    decoded = ds[tag].value
+    if decoded is None or decoded == "":
+        return []
+    if isinstance(decoded, list | tuple) or type(decoded).__name__ == "MultiValue":
+        return [str(v) for v in decoded]
+    return [str(decoded)]
+
+
 def sequence_depth(ds: Dataset, limit: int) -> int:
     """Return the deepest sequence nesting in ``ds``, stopping early once ``limit`` is reached.
 
@@ -174,10 +262,12 @@ def sequence_depth(ds: Dataset, limit: int) -> int:
     stack: list[tuple[Dataset, int]] = [(ds, 0)]
     while stack:
         current, depth = stack.pop()
-        for tag in list(current._dict):
-            if current._dict[tag].VR not in (None, "SQ", "UN"):
+        for key, raw in raw_items(current):
+            if element_vr(int(key), raw.VR if raw is not None else None) != "SQ" and (
+                raw is None or raw.VR != "UN"
+            ):
                 continue
-            element = current[tag]
+            element = current[key]
             if element.VR != "SQ":
                 continue
             for item in element.value or ():

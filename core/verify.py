@@ -1,14 +1,21 @@
 """Check a de-identified dataset for identifying values of the original that survived.
 
-The deny-list is the original record's identifiers: the parts of every person
-name in it (patient, physicians, operators...), patient IDs, birth date,
-accession number and institution name and address, plus whatever the text
+The deny-list is the original record's identifiers: every person name (PN) at
+any depth, split into its parts too; patient IDs, birth date, accession number,
+institution name and address, telephone numbers; plus whatever the text
 detector's :meth:`RecordIdentifiers.deny_values` adds (other formats of the
 birth date, other IDs). The whole output is searched: every element at any
-depth, private tags and file meta. A value matches as a whole word
-(case-insensitive; not inside a longer run of letters or digits). Values
-shorter than three characters (initials) are not searched: they would match
-everywhere.
+depth, private tags and file meta (values dicomscrub writes itself, such as
+pseudonyms, markers and the DeidentificationMethod, are blanked first). A
+value matches as a whole word, case-insensitively (not inside a longer run of
+letters or digits). Values shorter than three characters (initials) are not
+searched: they would match everywhere. Coded (CS) values are compared with
+whole identifying values only, not with name parts: a name part equal to a
+defined term (``PRIMARY``, ``TEXT``) is a coincidence, not a leak.
+
+The output is scanned from its raw bytes where the character set allows
+(ASCII, Latin-1, UTF-8 and other single-byte sets): nothing is decoded that
+is not searched, which keeps the check cheap enough to run on every file.
 
 Only locations are returned, never values.
 
@@ -28,30 +35,41 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
-#: Attributes whose values identify the record (searched at any depth of the original).
+from .read import dataset_codec, decode_values, element_vr, raw_items
+
+#: Attributes whose values identify the record (besides every PN, at any depth).
 IDENTIFYING_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
-    "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
-    "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "OperatorsName", "RequestingPhysician",
-    "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
-    "ScheduledPerformingPhysicianName", "ConsultingPhysicianName", "VerifyingObserverName",
-    "PersonName", "ContentCreatorName", "ReviewerName", "IssuerOfPatientID",
-    "PatientAddress", "PatientTelephoneNumbers", "MedicalRecordLocator",
+    "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
+    "InstitutionAddress", "OtherPatientIDs", "IssuerOfPatientID", "PatientAddress",
+    "PatientTelephoneNumbers", "MedicalRecordLocator", "StudyID",
 )  # fmt: skip
 _IDENTIFYING = frozenset(IDENTIFYING_KEYWORDS)
-#: VRs searched in the output (UIDs and numbers are checked separately or not at all).
+#: VRs whose values can hold an identifier (what :func:`identifier_view` keeps).
+IDENTIFIER_VRS = frozenset({"AE", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+#: VRs searched in the output (UIDs are checked separately, numbers not at all).
 SEARCHED_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"}
 )
 BINARY_SEARCHED = frozenset({"OB", "UN"})
-SKIPPED_BINARY_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010})
-#: Written by dicomscrub from constants and the policy name: not searched.
-SKIPPED_TAGS = frozenset({0x00120063, 0x00120064})
+#: Pixel and waveform samples are not text.
+SKIPPED_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010})
+#: Written by dicomscrub from constants and the policy name.
+OWN_TAGS = frozenset({0x00120063, 0x00120064})
 MAX_BINARY_SCAN = 1 << 20
 MIN_LENGTH = 3
+
+#: Values dicomscrub itself writes (pseudonyms, dummy tokens, default markers); they are
+#: blanked before searching, so a name part like PATIENT does not match PATIENT^XXXXXXXXXX.
+GENERATED = re.compile(
+    r"(?:PATIENT|PERSON)\^[A-Z2-7]{10}|(?:PID|ACC|SID|IDN)-[A-Z2-7]{12}|ANON[A-Z2-7]{4,28}"
+    r"|\[[A-Z_]+\]"
+)
 
 
 def _strings(value: object) -> list[str]:
@@ -62,14 +80,76 @@ def _strings(value: object) -> list[str]:
     return [str(value)]
 
 
+def _detector_keywords() -> frozenset[str]:
+    """Keywords the text detector's RecordIdentifiers reads (besides every PN)."""
+    try:
+        from . import text_detect as td
+    except ImportError:
+        return frozenset()
+    names = ("ID_KEYWORDS", "DATE_KEYWORDS", "ORG_KEYWORDS", "LOCATION_KEYWORDS", "PHONE_KEYWORDS")
+    found: set[str] = set()
+    for name in names:
+        found.update(getattr(td, name, ()))
+    return frozenset(found)
+
+
+_VIEW_KEYWORDS: frozenset[str] | None = None
+
+
+def identifier_view(ds: Dataset, codec: str | None = "latin_1") -> Dataset:
+    """A small dataset holding only the elements of ``ds`` that identify the record.
+
+    Every person name (PN) and every attribute in :data:`IDENTIFYING_KEYWORDS` or
+    read by the text detector's ``RecordIdentifiers`` (IDs, birth date,
+    institution, addresses, phones), at any depth, with sequences rebuilt around
+    them. Values are decoded from the raw bytes: ``ds`` itself is not decoded, so
+    kept elements are written back byte for byte. Undecodable values are skipped
+    (the header step reports them).
+
+    >>> ds = Dataset(); ds.PatientName = "DOE^JANE"; ds.Rows = 512; ds.StudyDescription = "CT"
+    >>> [e.keyword for e in identifier_view(ds)]
+    ['PatientName']
+    """
+    global _VIEW_KEYWORDS
+    if _VIEW_KEYWORDS is None:
+        _VIEW_KEYWORDS = _IDENTIFYING | _detector_keywords()
+    wanted = _VIEW_KEYWORDS
+    codec = dataset_codec(ds, codec)
+    view = Dataset()
+    for key, raw in raw_items(ds):
+        tag = int(key)
+        vr = element_vr(tag, raw.VR if raw is not None else None)
+        try:
+            if vr == "SQ":
+                items = [identifier_view(item, codec) for item in ds[tag].value or ()]
+                if any(len(item) for item in items):
+                    view.add(DataElement(tag, "SQ", Sequence(items)))
+            elif vr == "PN" or (vr in IDENTIFIER_VRS and keyword_for_tag(tag) in wanted):
+                values = decode_values(ds, tag, vr, raw, codec)
+                if values:
+                    view.add(DataElement(tag, vr, values if len(values) > 1 else values[0]))
+        except Exception:
+            continue
+    return view
+
+
+def _walk(ds: Dataset) -> Iterable[DataElement]:
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value or ():
+                yield from _walk(item)
+        else:
+            yield element
+
+
 def _type_of(keyword: str, vr: str) -> str:
     if vr == "PN":
         return "PERSON"
     if vr in ("DA", "DT"):
         return "DATE"
-    if keyword.startswith("Institution"):
-        return "ORG" if keyword == "InstitutionName" else "LOCATION"
-    if keyword == "PatientAddress":
+    if keyword == "InstitutionName":
+        return "ORG"
+    if keyword in ("InstitutionAddress", "PatientAddress"):
         return "LOCATION"
     if keyword == "PatientTelephoneNumbers":
         return "PHONE"
@@ -80,12 +160,13 @@ def typed_identifying_values(ds: Dataset) -> dict[str, str]:
     """Identifying values of ``ds`` (upper-cased, name parts included) -> entity type.
 
     >>> ds = Dataset(); ds.PatientName = "DOE^JANE"; ds.PatientID = "12345"
-    >>> typed_identifying_values(ds)["JANE"], typed_identifying_values(ds)["12345"]
-    ('PERSON', 'ID')
+    >>> values = typed_identifying_values(ds)
+    >>> values["JANE"], values["DOE JANE"], values["12345"]
+    ('PERSON', 'PERSON', 'ID')
     """
     found: dict[str, str] = {}
-    for element in _walk(ds, meta=False):
-        if element.keyword not in _IDENTIFYING:
+    for element in _walk(ds):
+        if element.VR != "PN" and element.keyword not in _IDENTIFYING:
             continue
         kind = _type_of(element.keyword, element.VR)
         for text in _strings(element.value):
@@ -102,24 +183,26 @@ def typed_identifying_values(ds: Dataset) -> dict[str, str]:
 
 
 def identifying_values(ds: Dataset) -> list[str]:
-    """The identifying values of ``ds`` (any depth), person names split into their parts.
+    """The identifying values of ``ds`` (any depth), person names also split into parts.
 
     >>> ds = Dataset(); ds.PatientName = "DOE^JANE^Q"; ds.PatientID = "12345"
-    >>> sorted(identifying_values(ds))
+    >>> identifying_values(ds)
     ['12345', 'DOE', 'DOE JANE Q', 'JANE', 'Q']
     """
+    return sorted(typed_identifying_values(ds))
+
+
+def full_values(ds: Dataset) -> list[str]:
+    """Whole identifying values (full names, IDs), without the name parts."""
     found: set[str] = set()
-    for element in _walk(ds, meta=False):
-        if element.keyword not in _IDENTIFYING:
+    for element in _walk(ds):
+        if element.VR != "PN" and element.keyword not in _IDENTIFYING:
             continue
         for text in _strings(element.value):
-            if element.VR == "PN":
-                parts = [p for p in re.split(r"[\^=\s,]+", text) if p]
-                found.update(parts)
-                if parts:
-                    found.add(" ".join(parts))
-            elif text.strip():
-                found.add(text.strip())
+            words = re.split(r"[\^=\s,]+", text) if element.VR == "PN" else text.split()
+            joined = " ".join(w for w in words if w).upper()
+            if len(joined) >= MIN_LENGTH:
+                found.add(joined)
     return sorted(found)
 
 
@@ -129,21 +212,12 @@ def deny_values(ds: Dataset, extra: Iterable[str] = ()) -> list[str]:
     return sorted(v for v in values if len(v) >= MIN_LENGTH)
 
 
-def full_values(ds: Dataset) -> list[str]:
-    """Whole identifying values (full names, IDs), without the name parts."""
-    found: set[str] = set()
-    for element in _walk(ds, meta=False):
-        if element.keyword in _IDENTIFYING:
-            for text in _strings(element.value):
-                words = re.split(r"[\^=\s,]+", text) if element.VR == "PN" else text.split()
-                joined = " ".join(w for w in words if w).upper()
-                if len(joined) >= MIN_LENGTH:
-                    found.add(joined)
-    return sorted(found)
-
-
 def compile_deny(values: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive whole-word pattern for the deny-list (None when empty)."""
+    """One case-insensitive whole-word pattern for the values (None when empty).
+
+    >>> bool(compile_deny(["DOE"]).search("for doe,")), bool(compile_deny(["DOE"]).search("DOES"))
+    (True, False)
+    """
     items = sorted({v for v in values if len(v) >= MIN_LENGTH}, key=len, reverse=True)
     if not items:
         return None
@@ -151,21 +225,13 @@ def compile_deny(values: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![A-Z0-9])(?:{alternatives})(?![A-Z0-9])", re.IGNORECASE)
 
 
-#: Values dicomscrub itself writes (pseudonyms, dummy tokens, default markers); they are
-#: blanked before searching, so a name part like PATIENT does not match PATIENT^XXXXXXXXXX.
-GENERATED = re.compile(
-    r"(?:PATIENT|PERSON)\^[A-Z2-7]{10}|(?:PID|ACC|SID|IDN)-[A-Z2-7]{12}|ANON[A-Z2-7]{4,28}"
-    r"|\[[A-Z_]+\]"
-)
-
-
 @dataclass(frozen=True)
 class DenyList:
     """The compiled deny-list of one original record.
 
-    ``parts`` matches any identifying value or name part (searched in free text);
-    ``whole`` matches only whole values (searched in coded CS values, where a name
-    part equal to a defined term such as ``PRIMARY`` or ``TEXT`` is a coincidence).
+    ``parts`` matches any identifying value or name part (searched in text);
+    ``whole`` matches whole values only (searched in coded CS values).
+    ``types`` maps a normalised value to its entity type.
     """
 
     parts: re.Pattern[str] | None
@@ -174,12 +240,13 @@ class DenyList:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, extra: Iterable[str] = ()) -> DenyList:
-        """Build the deny-list of ``ds`` plus ``extra`` values (e.g. the text detector's)."""
-        return cls(
-            compile_deny(deny_values(ds, extra)),
-            compile_deny(full_values(ds)),
-            typed_identifying_values(ds),
-        )
+        """Build the deny-list of ``ds`` plus ``extra`` values (e.g. the text detector's).
+
+        ``ds`` may be the full dataset or its :func:`identifier_view`.
+        """
+        typed = typed_identifying_values(ds)
+        values = {" ".join(v.upper().split()) for v in (*typed, *extra)}
+        return cls(compile_deny(values), compile_deny(full_values(ds)), typed)
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, entity type)`` of every deny-list match in ``text``."""
@@ -191,86 +258,75 @@ class DenyList:
             for m in self.parts.finditer(blanked)
         ]
 
-    def find(self, output: Dataset) -> list[str]:
-        """Locations in ``output`` (file meta included) where a value matches."""
-        return find_residual_values(self.parts, output, whole=self.whole)
+    def find(self, output: Dataset, original_uids: Iterable[str] = ()) -> list[str]:
+        """Locations in ``output`` (file meta included) where a value or original UID survives."""
+        scan = _Scan(self, frozenset(u for u in original_uids if u))
+        meta = getattr(output, "file_meta", None)
+        if meta is not None:
+            scan.dataset(meta, "FileMeta", "latin_1")
+        scan.dataset(output, "", "latin_1")
+        return scan.hits
 
 
-def _walk(ds: Dataset, *, meta: bool, path: str = "") -> Iterable:  # type: ignore[type-arg]
-    if meta and getattr(ds, "file_meta", None) is not None:
-        yield from ds.file_meta
-    for element in ds:
-        yield element
-        if element.VR == "SQ":
-            for item in element.value or ():
-                yield from _walk(item, meta=False)
+class _Scan:
+    def __init__(self, deny: DenyList, uids: frozenset[str]) -> None:
+        self.deny = deny
+        self.uids = uids
+        self.hits: list[str] = []
+
+    def dataset(self, ds: Dataset, path: str, codec: str | None) -> None:
+        codec = dataset_codec(ds, codec)
+        for key, raw in raw_items(ds):
+            tag = int(key)
+            if tag in SKIPPED_TAGS or tag in OWN_TAGS:
+                continue
+            vr = element_vr(tag, raw.VR if raw is not None else None)
+            if vr == "SQ":
+                where = _where(path, tag)
+                for index, item in enumerate(ds[tag].value or ()):
+                    self.dataset(item, f"{where}[{index}]", codec)
+            elif vr in SEARCHED_VRS:
+                pattern = self.deny.whole if vr == "CS" else self.deny.parts
+                if pattern is None:
+                    continue
+                text = self._text(ds, tag, raw, codec)
+                if text and pattern.search(GENERATED.sub(" ", text)):
+                    self.hits.append(_where(path, tag))
+            elif vr == "UI" and self.uids:
+                values = self._text(ds, tag, raw, "ascii").split("\\")
+                if {v.strip("\x00 ") for v in values} & self.uids:
+                    self.hits.append(_where(path, tag))
+            elif vr in BINARY_SEARCHED and self.deny.parts is not None:
+                value = getattr(raw, "value", None)
+                if (tag & 0xFF00FFFF) == 0x60003000 or not isinstance(value, bytes):
+                    continue
+                if self.deny.parts.search(value[:MAX_BINARY_SCAN].decode("latin-1")):
+                    self.hits.append(_where(path, tag))
+
+    @staticmethod
+    def _text(ds: Dataset, tag: int, raw: object, codec: str | None) -> str:
+        value = getattr(raw, "value", None)
+        if isinstance(value, bytes) and codec is not None:
+            return value.decode(codec, "replace")
+        try:
+            return "\\".join(_strings(ds[tag].value))
+        except Exception:
+            return value.decode("latin-1") if isinstance(value, bytes) else ""
 
 
-def _locations(ds: Dataset, path: str = "") -> Iterable[tuple[str, object, str, object]]:
-    for element in ds:
-        name = element.keyword or f"({element.tag.group:04X},{element.tag.element:04X})"
-        where = f"{path}.{name}" if path else name
-        if element.VR == "SQ":
-            for index, item in enumerate(element.value or ()):
-                yield from _locations(item, f"{where}[{index}]")
-        else:
-            yield where, element.VR, name, element
+def _where(path: str, tag: int) -> str:
+    name = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return f"{path}.{name}" if path else name
 
 
-def find_residual_values(
-    pattern: re.Pattern[str] | None,
-    output: Dataset,
-    *,
-    whole: re.Pattern[str] | None = None,
-) -> list[str]:
-    """Locations in ``output`` (file meta included) where ``pattern`` matches.
-
-    CS values are searched with ``whole`` (whole values only) when it is given.
-    """
-    if pattern is None:
-        return []
-    hits: list[str] = []
-    meta = getattr(output, "file_meta", None)
-    sources: list[tuple[str, Dataset]] = [("", output)]
-    if meta is not None:
-        sources.insert(0, ("FileMeta", meta))
-    for prefix, dataset in sources:
-        for where, vr, _name, element in _locations(dataset, prefix):
-            chosen = whole if (vr == "CS" and whole is not None) else pattern
-            if chosen is not None and _matches(chosen, vr, element):
-                hits.append(where)
-    return hits
-
-
-def _matches(pattern: re.Pattern[str], vr: object, element: object) -> bool:
-    value = getattr(element, "value", None)
-    tag = int(getattr(element, "tag", 0))
-    if tag in SKIPPED_TAGS:
-        return False
-    if vr in SEARCHED_VRS:
-        return any(pattern.search(GENERATED.sub(" ", text)) for text in _strings(value))
-    if vr in BINARY_SEARCHED and isinstance(value, bytes) and tag not in SKIPPED_BINARY_TAGS:
-        if (tag & 0xFF00FFFF) == 0x60003000:
-            return False
-        return bool(pattern.search(value[:MAX_BINARY_SCAN].decode("latin-1")))
-    return False
+def find_residual_values(pattern: re.Pattern[str] | None, output: Dataset) -> list[str]:
+    """Locations in ``output`` (file meta included) where ``pattern`` matches text."""
+    return DenyList(pattern, pattern).find(output)
 
 
 def find_residual_uids(original_uids: Iterable[str], output: Dataset) -> list[str]:
-    """Locations where one of ``original_uids`` (instance UIDs of the input) survives."""
-    wanted = {u for u in original_uids if u}
-    if not wanted:
-        return []
-    hits = []
-    meta = getattr(output, "file_meta", None)
-    sources: list[tuple[str, Dataset]] = [("", output)]
-    if meta is not None:
-        sources.insert(0, ("FileMeta", meta))
-    for prefix, dataset in sources:
-        for where, vr, _name, element in _locations(dataset, prefix):
-            if vr == "UI" and any(v in wanted for v in _strings(element.value)):  # type: ignore[attr-defined]
-                hits.append(where)
-    return hits
+    """Locations where one of ``original_uids`` (the input's instance UIDs) survives."""
+    return DenyList(None, None).find(output, original_uids)
 
 
 def find_residual_phi(original: Dataset, output: Dataset) -> list[str]:
@@ -283,11 +339,12 @@ def find_residual_phi(original: Dataset, output: Dataset) -> list[str]:
     output
         The de-identified dataset (re-read from the written bytes).
     """
+    view = identifier_view(original)
     extra: list[str] = []
     try:
         from .text_detect import RecordIdentifiers
 
-        extra = list(RecordIdentifiers.from_dataset(original).deny_values())
+        extra = list(RecordIdentifiers.from_dataset(view).deny_values())
     except ImportError:
         pass
-    return DenyList.from_dataset(original, extra).find(output)
+    return DenyList.from_dataset(view, extra).find(output)
