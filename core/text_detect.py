@@ -421,8 +421,9 @@ def _location_terms(value: str) -> set[str]:
 
 # ---------------------------------------------------------------------------- deny matcher
 
-_SEP_GAP = re.compile(r"^[\s^,.'’\-]{0,3}$")
-_OCR_JOIN_GAP = re.compile(r"^[\s^'’.\-]{1,2}$")
+# separators inside one name or value; never a line break (OCR frames are one line a row)
+_SEP_GAP = re.compile(r"^[ \t^,.'’\-]{0,3}\Z")
+_OCR_JOIN_GAP = re.compile(r"^[ \t^'’.\-]{1,2}\Z")
 _STREET_WORDS = frozenset(
     [
         "street",
@@ -854,7 +855,7 @@ def _phrase_key(text: str) -> str:
 
 _PRIORITY = {"denylist": 3, "pattern": 2, "ner": 1}
 _JOINABLE = frozenset({"PERSON", "LOCATION", "ORG"})
-_JOIN_GAP = re.compile(r"^[\s,^]{0,3}$")
+_JOIN_GAP = re.compile(r"^[ \t,^]{0,3}\Z")
 _MRN_NEAR_NAME = re.compile(r"(?<![\w.])\d{5,6}(?!\w|\.\d)")
 _NER_MAX_CHARS = 20_000
 
@@ -923,12 +924,8 @@ class TextDetector:
             return list(cached)
         spans = list(self._base_spans(text, ocr))
         spans.extend(self._deny.find(text, ocr))
-        if ocr and any(s.entity_type == "PERSON" for s in spans):
-            view = ocr_digit_view(text)
-            spans.extend(
-                Span(m.start(), m.end(), "ID", "pattern", 0.6)
-                for m in _MRN_NEAR_NAME.finditer(view)
-            )
+        if ocr:
+            spans.extend(_ids_near_names(text, spans))
         result = tuple(_merge(spans, text))
         self._shared.results.put(key, result)
         return list(result)
@@ -1020,6 +1017,20 @@ class TextDetector:
                     yield Span(trimmed[0], trimmed[1], entity_type, "ner", 0.6)
 
 
+def _ids_near_names(text: str, spans: list[Span]) -> Iterator[Span]:
+    """On an OCR line holding a name, a 5-6 digit number is an ID (an MRN the header lacks)."""
+    names = [s for s in spans if s.entity_type == "PERSON"]
+    if not names:
+        return
+    view = ocr_digit_view(text)
+    for match in _MRN_NEAR_NAME.finditer(view):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        line_end = len(text) if line_end < 0 else line_end
+        if any(s.start < line_end and s.end > line_start for s in names):
+            yield Span(match.start(), match.end(), "ID", "pattern", 0.6)
+
+
 def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
     start = 0
     while start < len(text):
@@ -1066,13 +1077,19 @@ def _trim_entity(
             return None
     if _COMPANY.search(text[start : min(len(text), end + 6)]):
         return None
-    while tokens and fold(tokens[0].group()) in vocab.stop:
+    while tokens and _edge_filler(tokens[0].group(), vocab):
         tokens.pop(0)
-    while tokens and fold(tokens[-1].group()) in vocab.stop:
+    while tokens and _edge_filler(tokens[-1].group(), vocab):
         tokens.pop()
     if not tokens:
         return None
     return tokens[0].start(), tokens[-1].end()
+
+
+def _edge_filler(word: str, vocab: Vocabulary) -> bool:
+    """Words NER drags into an entity at its edges: stop words, numbers, vocabulary."""
+    folded = fold(word)
+    return any(c.isdigit() for c in word) or (vocab.is_safe_word(folded) and len(folded) > 1)
 
 
 def _merge(spans: list[Span], text: str) -> Iterator[Span]:

@@ -444,7 +444,7 @@ _ORG_CUE = (
     r"|h[oô]pital|ospedale|krankenhaus|ziekenhuis|hospice|nursing\s+home|rehab(?:ilitation)?)"
 )
 _ORG_RE = re.compile(
-    rf"(?<![\w])(?P<pre>(?:(?:[A-Z][\w'.&-]*,?|and|&|of|the)\s+){{1,6}})(?i:{_ORG_CUE})(?!\w)"
+    rf"(?<![\w])(?P<pre>(?:(?:[A-Z][\w'.&-]*,?|and|&|of|the)[ \t]+){{1,6}})(?i:{_ORG_CUE})(?!\w)"
     rf"(?:\s+(?i:of)\s+[A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*){{0,2}})?"
 )
 _ORG_OF_RE = re.compile(
@@ -536,21 +536,22 @@ _CARET_NAME = re.compile(
     r"(?![\w^])"
 )
 _TITLE_NAME = re.compile(
-    r"\b(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister)\.?\s+"
-    r"([A-Z][\w'-]*\.?(?:\s+[A-Z][\w'-]*\.?){0,2})"
+    r"\b(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister)\.?[ \t]+"
+    r"([A-Z][\w'-]*\.?(?:[ \t]+[A-Z][\w'-]*\.?){0,2})"
 )
 _NAME_DEGREE = re.compile(
-    r"(?<![\w])([A-Z][\w'-]+(?:\s+[A-Z]\.?)?\s+[A-Z][\w'-]+),?\s+"
+    r"(?<![\w])([A-Z][\w'-]+(?:[ \t]+[A-Z]\.?)?[ \t]+[A-Z][\w'-]+),?[ \t]+"
     r"(?:M\.?D\.?|D\.?O\.?|Ph\.?D\.?|R\.?N\.?|MBBS|FRCR|FRCP)(?!\w)"
 )
 _LABELLED_NAME = re.compile(
-    r"\b(?i:patient(?:'s)?\s+name|patient|pt\.?\s+name|pt|pat\.?\s*name|name|referring(?:\s+"
-    r"(?:physician|phys|dr|md|doctor))?|ref\.?\s*(?:phys|dr|md|physician)|physician|radiologist"
-    r"|technologist|tech|operator|reader|attending|resident|signed\s+by|read\s+by"
-    r"|dictated\s+by|performed\s+by|ordered\s+by|requested\s+by|reported\s+by)\s*[:=]\s*"
-    r"([^\W\d_][\w'.^-]*(?:(?:\s*,\s*|\s+|\^)[^\W\d_][\w'.^-]*){0,3})"
+    r"\b(?i:patient(?:'s)?[ \t]+name|patient|pt\.?[ \t]+name|pt|pat\.?[ \t]*name|name"
+    r"|referring(?:[ \t]+(?:physician|phys|dr|md|doctor))?|ref\.?[ \t]*(?:phys|dr|md|physician)"
+    r"|physician|radiologist|technologist|tech|operator|reader|attending|resident"
+    r"|(?:signed|read|dictated|performed|ordered|requested|reported)[ \t]+by)[ \t]*[:=][ \t]*"
+    r"([^\W\d_][\w'.^-]*(?:(?:[ \t]*,[ \t]*|[ \t]+|\^)[^\W\d_][\w'.^-]*){0,3})"
 )
-_NAME_GAP = re.compile(r"^(?:[\s,^]{1,3}|\.\s*)$")
+# words of one name: on one line (OCR text of a frame comes one line per row of text)
+_NAME_GAP = re.compile(r"^(?:[ \t,^]{1,3}|\.[ \t]*)\Z")
 
 
 def ocr_digit_view(text: str) -> str:
