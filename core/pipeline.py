@@ -68,7 +68,7 @@ from .write import read_bytes, same_location, write_verified
 
 log = logging.getLogger(__name__)
 
-IMPLEMENTATION_CLASS_UID = generate_uid(prefix=None, entropy_srcs=["dicomscrub"])
+IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomscrub"])  # the same in every process
 IMPLEMENTATION_VERSION_NAME = f"DICOMSCRUB_{__version__}"[:16]
 INSTANCE_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
