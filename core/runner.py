@@ -238,7 +238,6 @@ class PartitionResult:
 class _Task:
     """One manifest row to process. Picklable; sent to a worker."""
 
-    index: int
     source: str
     partition_dir: str
     originals: tuple[str, ...]
@@ -496,7 +495,8 @@ def run_partition(
     if rows.empty:
         raise ConfigurationError("the partition has no usable rows in the manifest")
     partition_dir = join(output_root, partition_key)
-    if any(str(p).startswith(partition_dir.rstrip("/") + "/") for p in rows["path"]):
+    inside = partition_dir if "://" in partition_dir else os.path.abspath(partition_dir)
+    if any(str(p).startswith(inside + "/") for p in rows["path"]):
         raise ConfigurationError("sources lie inside the partition's output folder")
 
     previous = (
@@ -509,7 +509,6 @@ def run_partition(
     retain_uids = policy_obj.options.retain_uids
     tasks = (
         _Task(
-            index=i,
             source=str(row.path),
             partition_dir=partition_dir,
             originals=(str(row.study_uid), str(row.series_uid), str(row.sop_uid)),
@@ -518,7 +517,7 @@ def run_partition(
             previous_sha=previous.get(str(row.path), {}).get("source_sha256"),
             previous_output=previous.get(str(row.path), {}).get("output"),
         )
-        for i, row in enumerate(rows[~duplicate].itertuples(index=False))
+        for row in rows[~duplicate].itertuples(index=False)
     )
     sizes = dict(zip(rows["path"].astype(str), rows["size"], strict=True))
 
@@ -548,8 +547,11 @@ def run_partition(
         now = dt.datetime.now(dt.UTC)
         counts[file_result.status] += 1
         if file_result.status == "skipped":
+            earlier = previous[file_result.source]
             carried.add(file_result.source)
-            writer.add_row(_carried_row(previous[file_result.source], file_result, run_id, now))
+            writer.add_row(_carried_row(earlier, file_result, run_id, now))
+            file_result.frames = int(earlier.get("frames") or 0)
+            file_result.pixels_changed = bool(earlier.get("pixels_changed"))
         else:
             writer.add(
                 file_result,

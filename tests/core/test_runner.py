@@ -287,6 +287,9 @@ def test_configuration_errors_come_before_any_work(
         run_partition(*args, max_failed_fraction=2.0)
     with pytest.raises(ConfigurationError):
         run_partition(manifest, "../x", str(tmp_path / "o"), str(tmp_path / "a"))
+    inside = pd.DataFrame({"path": [str(tmp_path / "o" / "k1" / "a.dcm")], "partition": "k1"})
+    with pytest.raises(ConfigurationError, match="inside the partition's output folder"):
+        run_partition(inside, "k1", str(tmp_path / "o"), str(tmp_path / "a"))
     monkeypatch.delenv("DICOMSCRUB_SECRET")
     with pytest.raises(ConfigurationError, match="DICOMSCRUB_SECRET"):
         run_partition(*args)
