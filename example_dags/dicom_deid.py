@@ -56,7 +56,9 @@ MANIFEST = "{{ params.manifest or params.audit ~ '/manifest.parquet' }}"
         "manifest": Param(
             "", type="string", description="an existing manifest to use instead of scanning"
         ),
-        "partition_by": Param("study", type="string", description="study, study-date or hash:N"),
+        "partition_by": Param(
+            "study", type="string", description="study, patient, study-date, hash:N or a column"
+        ),
         "policy": Param(
             "default",
             type=["string", "object"],
@@ -83,10 +85,12 @@ def dicom_deid() -> None:
         audit_root="{{ params.audit }}",
         policy="{{ params.policy }}",
         max_failed_fraction="{{ params.max_failed_fraction }}",
+        # Reruns are idempotent: raise this when storage can be flaky. A partition over its
+        # budget fails the same way on every try.
         retries=0,
     ).expand(partition=partitions.output)
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", multiple_outputs=False)
     def summary(audit: str, partitions: list[str]) -> dict[str, Any]:
         """Log entities by type and files by status for this run's partitions."""
         import pandas as pd

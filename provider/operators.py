@@ -84,6 +84,16 @@ def list_partitions(
     Rejected rows (files that are not usable DICOM) belong to no partition. When the
     manifest has no ``partition`` column, keys are derived with ``partition_by`` and keyed
     with ``secret``: pass the same secret the redaction tasks use.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> from pydicom.data import get_testdata_file
+    >>> manifest = tempfile.mkdtemp() + "/manifest.csv"
+    >>> pd.DataFrame({"path": [get_testdata_file("CT_small.dcm")], "partition": ["batch-1"]}
+    ...              ).to_csv(manifest, index=False)
+    >>> list_partitions(manifest, secret="doctest-secret")
+    ['batch-1']
     """
     from dicomscrub.core.manifest import partition_keys, read_manifest
 
@@ -122,7 +132,7 @@ class DicomManifestOperator(BaseOperator):
         Folder or fsspec URL of the DICOM files to scan, or ``None`` to read an existing
         manifest. Templated.
     partition_by
-        ``study`` (default), ``study-date``, ``hash:N`` or a column name; see
+        ``study`` (default), ``patient``, ``study-date``, ``hash:N`` or a column name; see
         ``dicomscrub manifest build --help``. ``hash:N`` bounds the number of partitions
         (and so of mapped tasks) at ``N``. Templated.
     workers
