@@ -52,7 +52,7 @@ from .errors import DeidError, ErrorCode
 from .ocr import OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
-from .text_regions import Region, propose_text_regions
+from .text_regions import Region, propose_for_frames
 
 PIXEL_TAG = "(7FE0,0010)"
 #: NER-only spans are masked when OCR read their words at least this confidently; deny-list and
@@ -309,40 +309,82 @@ def _same_crop(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
 def read_text(
     views: NDArray[np.uint8], backend: OcrBackend, *, rotated: bool = True
 ) -> list[FrameText]:
-    """Propose text lines on every frame, OCR them in one call, group words into lines.
+    """Find and read the text of every frame; group words into lines.
 
-    Regions that show the same pixels in the same place as a region of an
-    earlier frame are read once.
+    One frame: propose, read every region in one OCR call. Several frames
+    (cine): regions are proposed on about two passes for all frames
+    (:func:`.text_regions.propose_for_frames`); a region whose pixels are the
+    same on every frame is read once; a region whose pixels change (a frame
+    counter, text over moving anatomy, or the anatomy itself) is first read on
+    frame 0 and on the frames' maximum/minimum, and only when that finds text
+    is it read on each frame with distinct content. So the OCR cost follows
+    the number of distinct captions, not the number of frames.
     """
+    regions = propose_for_frames(views, rotated=rotated)
+    count = views.shape[0]
+    readings: list[list[list[Word]]] = [[[] for _ in regions] for _ in range(count)]
+    if count == 1:
+        for i, words in enumerate(read_regions(backend, [(views[0], r) for r in regions])):
+            readings[0][i] = words
+        return [_frame_text(readings[0], regions)]
+
+    static: list[bool] = []
+    first: list[tuple[NDArray[np.uint8], Region]] = []
+    owners: list[tuple[int, bool]] = []  # (region, read on frame 0 rather than a projection)
+    frame0 = views[0]
+    projections = {True: views.max(axis=0), False: views.min(axis=0)}
+    for i, region in enumerate(regions):
+        x, y, w, h = region.box
+        crops = views[:, y : y + h, x : x + w]
+        same = all(_same_crop(crops[0], crops[f]) for f in range(1, count))
+        static.append(same)
+        first.append((frame0, region))
+        owners.append((i, True))
+        if not same:
+            first.append((projections[region.bright], region))
+            owners.append((i, False))
+    first_words = read_regions(backend, first)
+    texty = [False] * len(regions)
+    for (owner, on_frame0), words in zip(owners, first_words, strict=True):
+        if on_frame0:
+            for f in range(count if static[owner] else 1):
+                readings[f][owner] = words
+        texty[owner] |= any(_is_text(w) for w in words)
+
+    # Regions that change between frames and hold text: read each distinct crop once.
     unique: list[tuple[NDArray[np.uint8], Region]] = []
-    seen: dict[tuple[Box, bool], list[tuple[NDArray[np.uint8], int]]] = {}
-    per_frame: list[list[int]] = []
-    for view in views:
-        indices: list[int] = []
-        for region in propose_text_regions(view, rotated=rotated):
-            x, y, w, h = region.box
-            crop = view[y : y + h, x : x + w]
-            key = (region.box, region.rotated)
-            match = next((i for c, i in seen.get(key, []) if _same_crop(c, crop)), None)
+    assigned: list[tuple[int, int, int]] = []  # (frame, region, unique index)
+    for i, region in enumerate(regions):
+        if static[i] or not texty[i]:
+            continue
+        x, y, w, h = region.box
+        seen: list[tuple[NDArray[np.uint8], int]] = [(frame0[y : y + h, x : x + w], -1)]
+        for f in range(1, count):
+            crop = views[f, y : y + h, x : x + w]
+            match = next((u for c, u in seen if _same_crop(c, crop)), None)
             if match is None:
                 match = len(unique)
-                unique.append((view, region))
-                seen.setdefault(key, []).append((crop, match))
-            indices.append(match)
-        per_frame.append(indices)
-    words = read_regions(backend, unique) if unique else []
-    frames: list[FrameText] = []
-    for indices in per_frame:
-        found: list[tuple[list[Word], Box]] = []
-        for index in indices:
-            by_line: dict[int, list[Word]] = {}
-            for word in words[index]:
-                by_line.setdefault(word.line, []).append(word)
-            box = unique[index][1].box
-            found.extend((sorted(ws, key=lambda w: w.box[0]), box) for ws in by_line.values() if ws)
-        found.sort(key=lambda item: (min(w.box[1] for w in item[0]), item[0][0].box[0]))
-        frames.append(FrameText([ws for ws, _ in found], [box for _, box in found]))
-    return frames
+                unique.append((views[f], region))
+                seen.append((crop, match))
+            assigned.append((f, i, match))
+    later = read_regions(backend, unique) if unique else []
+    for f, i, u in assigned:
+        readings[f][i] = readings[0][i] if u < 0 else later[u]
+    return [_frame_text(readings[f], regions) for f in range(count)]
+
+
+def _frame_text(readings: list[list[Word]], regions: list[Region]) -> FrameText:
+    """Group one frame's words into lines (per region and OCR line), in reading order."""
+    found: list[tuple[list[Word], Box]] = []
+    for words, region in zip(readings, regions, strict=True):
+        by_line: dict[int, list[Word]] = {}
+        for word in words:
+            by_line.setdefault(word.line, []).append(word)
+        found.extend(
+            (sorted(ws, key=lambda w: w.box[0]), region.box) for ws in by_line.values() if ws
+        )
+    found.sort(key=lambda item: (min(w.box[1] for w in item[0]), item[0][0].box[0]))
+    return FrameText([ws for ws, _ in found], [box for _, box in found])
 
 
 @dataclass(frozen=True)

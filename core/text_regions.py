@@ -173,6 +173,7 @@ def propose_text_regions(
     threshold: int = 48,
     gap: int = 7,
     strong_factor: bool = True,
+    polarity: str = "both",
 ) -> list[Region]:
     """Propose text lines in an 8-bit greyscale view.
 
@@ -186,6 +187,10 @@ def propose_text_regions(
         Minimum stroke contrast (grey levels) for a pixel to count as text.
     gap
         Largest horizontal gap (pixels) bridged between glyphs of one line.
+    strong_factor
+        Require a few pixels of twice the threshold contrast in each line.
+    polarity
+        ``"both"``, ``"bright"`` (light text only) or ``"dark"`` (dark text only).
 
     Returns
     -------
@@ -206,6 +211,8 @@ def propose_text_regions(
     white, black = stroke_contrast(view)
     regions: list[Region] = []
     for bright, contrast in ((True, white), (False, black)):
+        if polarity != "both" and bright != (polarity == "bright"):
+            continue
         mask = contrast >= threshold
         if not mask.any():
             continue
@@ -217,7 +224,31 @@ def propose_text_regions(
             regions.append(Region(v, rotated=True, bright=bright))
         regions.extend(Region(b, bright=bright) for b in horizontal)
     regions = [r for r in regions if _sharp(view, r.box)]
-    return _merge_overlapping(regions)
+    return merge_overlapping(regions)
+
+
+def propose_for_frames(views: NDArray[np.uint8], *, rotated: bool = True) -> list[Region]:
+    """Propose text lines for every frame of a multi-frame view, in about two passes.
+
+    Frame 0 is searched for both polarities; the per-pixel maximum over all
+    frames for light text and the minimum for dark text, so that text shown
+    on any frame is found whatever the frame count. The caller reads each
+    region on every frame where its pixels differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> views = np.zeros((3, 40, 120), np.uint8)
+    >>> views[2, 10:22, 10:60:5] = 255            # text on the last frame only
+    >>> [r.box for r in propose_for_frames(views)]
+    [(10, 10, 46, 12)]
+    """
+    if views.shape[0] == 1:
+        return propose_text_regions(views[0], rotated=rotated)
+    regions = propose_text_regions(views[0], rotated=rotated)
+    regions += propose_text_regions(views.max(axis=0), rotated=rotated, polarity="bright")
+    regions += propose_text_regions(views.min(axis=0), rotated=rotated, polarity="dark")
+    return merge_overlapping(regions)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -229,7 +260,7 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
     return (w * h) / float(min(a[2] * a[3], b[2] * b[3]))
 
 
-def _merge_overlapping(regions: list[Region]) -> list[Region]:
+def merge_overlapping(regions: list[Region]) -> list[Region]:
     """Merge regions mostly inside one another (bright glyphs and the dark gaps between them)."""
     kept: list[Region] = []
     for r in sorted(regions, key=lambda r: -(r.box[2] * r.box[3])):
