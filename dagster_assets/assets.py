@@ -43,7 +43,7 @@ from dagster import (
     asset,
 )
 
-from .metadata import audit_table_metadata, manifest_metadata, partition_metadata
+from .metadata import audit_table_metadata, location, manifest_metadata, partition_metadata
 from .partitions import DICOM_PARTITIONS
 from .resource import DicomScrubResource
 
@@ -146,7 +146,9 @@ def _build_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition
         key = context.partition_key
         result = dicomscrub.run_partition(key)
         summary = result.to_summary()
-        metadata = partition_metadata(summary, preview=_preview(context, dicomscrub, key))
+        metadata = partition_metadata(summary, preview=dicomscrub.preview_png(result))
+        if "preview" in metadata and result.sample is not None:
+            metadata["preview_of"] = location(result.sample[1])  # the output: a pseudonymized path
         if result.budget_exceeded:
             from dicomscrub.core.runner import PartitionFailedError
 
@@ -221,10 +223,3 @@ def _counts_text(summary: dict[str, object]) -> str:
     if isinstance(counts, dict):
         return ", ".join(f"{v} {k}" for k, v in sorted(Counter(counts).items()))
     return ""
-
-
-def _preview(
-    context: AssetExecutionContext, dicomscrub: DicomScrubResource, key: str
-) -> bytes | None:
-    """Return the before/after PNG of one redacted image of the partition, if any."""
-    return None

@@ -105,6 +105,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         audit_root=str(root / "audit"),
         policy=args.policy,
         workers=args.workers,
+        # synthetic patients on a local instance: showing the original pixels is harmless here
+        preview="before_after",
     )
     defs = build_definitions(resource)
     graph: list[Any] = [*(defs.assets or []), *(defs.asset_checks or [])]

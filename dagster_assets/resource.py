@@ -22,7 +22,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -32,6 +32,20 @@ if TYPE_CHECKING:
 
     from dicomscrub.core.audit import PartitionCheck
     from dicomscrub.core.runner import PartitionResult
+
+
+# entity columns the preview needs to outline masked boxes
+_PREVIEW_COLUMNS = [
+    "source",
+    "location",
+    "tag",
+    "keyword",
+    "entity_type",
+    "detector",
+    "action",
+    "frame",
+    "box",
+]
 
 
 class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -109,6 +123,13 @@ class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
         default=False,
         description="Skip files whose source hash and policy hash already succeeded.",
     )
+    preview: Literal["redacted", "before_after", "off"] = Field(
+        default="redacted",
+        description="Preview image in the partition's metadata: 'redacted' (the output with "
+        "masked boxes outlined), 'before_after' (also the original pixels, burned-in PHI "
+        "included: only for synthetic data or an instance with the sources' access rules), "
+        "or 'off'.",
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec storage options for the manifest, output and audit URLs "
@@ -161,6 +182,28 @@ class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
             self.output_root,
             self.audit_root,
             rescan_outputs=rescan_outputs,
+            storage_options=self.storage_options or None,
+        )
+
+    def preview_png(self, result: PartitionResult) -> bytes | None:
+        """The preview PNG of a partition's sample file (``None`` when off or impossible)."""
+        from dicomscrub.core.audit import read_audit
+
+        from .preview import partition_preview
+
+        if self.preview == "off" or result.sample is None:
+            return None
+        entities = read_audit(
+            self.audit_root,
+            "entities",
+            partition=result.partition,
+            columns=_PREVIEW_COLUMNS,
+            storage_options=self.storage_options or None,
+        )
+        return partition_preview(
+            result.sample,
+            entities,
+            mode=self.preview,
             storage_options=self.storage_options or None,
         )
 

@@ -6,7 +6,9 @@ PHI, sequences); the engine, OCR, Parquet audit and checks are the real ones.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -122,13 +124,26 @@ def test_each_partition_materializes_with_metadata_outputs_and_audit(
         assert assets["dicom_audit_entities"]["dagster/row_count"].value == len(entities)
 
 
-def test_partition_metadata_embeds_a_before_after_preview(scrubbed: Any) -> None:
-    previews = [_materialized(scrubbed.runs[k])[DEID].get("preview") for k in scrubbed.good]
-    shown = [p.value for p in previews if p is not None]
-    assert shown, "no partition carried a preview"
-    for markdown in shown:
+def test_partition_metadata_embeds_a_redacted_preview(scrubbed: Any) -> None:
+    from PIL import Image
+
+    shown = 0
+    for key in scrubbed.good:
+        md = _materialized(scrubbed.runs[key])[DEID]
+        if md["pixels_changed"].value == 0:
+            continue
+        markdown = md["preview"].value
         assert markdown.startswith("![")
-        assert "data:image/png;base64,iVBORw0KGgo" in markdown  # a PNG signature
+        png = base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
+        image = Image.open(io.BytesIO(png))
+        assert image.format == "PNG"
+        # one panel (the output as written), not the original beside it
+        output = pydicom.dcmread(md["preview_of"].value, stop_before_pixels=True)
+        assert Path(md["preview_of"].value).is_relative_to(scrubbed.output / key)
+        ratio = image.width / image.height
+        assert ratio == pytest.approx(output.Columns / output.Rows, rel=0.02)
+        shown += 1
+    assert shown, "no partition with masked pixels carried a preview"
 
 
 def test_partition_over_failure_budget_fails_while_others_succeed(scrubbed: Any) -> None:
