@@ -324,12 +324,19 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float, int]] = [
     ),
     ("PHONE", re.compile(r"(?<![\w.+/-])\d{3}-\d{4}(?![\w-]|\.\d)"), 0.6, 0),
     # --- e-mail, URL
-    ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), 0.99, 0),
+    (
+        "EMAIL",
+        re.compile(
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
+        ),
+        0.99,
+        0,
+    ),
     ("URL", re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+", _I), 0.95, 0),
     (
         "URL",
         re.compile(
-            r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|io|info|biz|health"
+            r"(?<![\w.-])[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){0,8}\.(?:com|org|net|edu|gov|mil|io|info|biz|health"
             r"|de|uk|fr|nl|ca|au|ch|at|it|es|se|no|dk|be)\b(?:/[^\s]*)?",
             _I,
         ),
@@ -411,7 +418,7 @@ def _street_suffixes() -> str:
 
 _STREET_SUFFIX = _street_suffixes()
 _STREET_RE = re.compile(
-    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+((?:[A-Za-z0-9'.-]+\s+){{1,4}}?){_STREET_SUFFIX}\.?(?!\w)"
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+((?:[A-Za-z0-9'.-]{{1,30}}\s+){{1,4}}?){_STREET_SUFFIX}\.?(?!\w)"
     r"(?:\s*,?\s*(?:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?",
     _I,
 )
@@ -420,7 +427,7 @@ _US_STATES = (
     "|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
     "|AS|GU|MP|PR|VI|MH|FM|PW|AA|AE|AP"  # territories and military post offices
 )
-_CAP_WORD = r"[A-Z][A-Za-z.'-]+"
+_CAP_WORD = r"(?<![\w.'-])[A-Z][A-Za-z.'-]{1,30}"
 _CITY_STATE_ZIP = re.compile(
     rf"(?:(?<![\w]){_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}},\s*)?(?<![\w])(?:{_US_STATES})\.?,?\s+"
     r"\d{5}(?:-\d{4})?(?![\w-])"
@@ -444,7 +451,8 @@ _ORG_CUE = (
     r"|h[oô]pital|ospedale|krankenhaus|ziekenhuis|hospice|nursing\s+home|rehab(?:ilitation)?)"
 )
 _ORG_RE = re.compile(
-    rf"(?<![\w])(?P<pre>(?:(?:[A-Z][\w'.&-]*,?|and|&|of|the)[ \t]+){{1,6}})(?i:{_ORG_CUE})(?!\w)"
+    rf"(?<![\w])(?P<pre>(?:(?:(?<![\w'.&-])[A-Z][\w'.&-]{{0,30}},?|and|&|of|the)[ \t]+){{1,6}})"
+    rf"(?i:{_ORG_CUE})(?!\w)"
     rf"(?:\s+(?i:of)\s+[A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*){{0,2}})?"
 )
 _ORG_OF_RE = re.compile(
@@ -532,7 +540,8 @@ _ORG_CUE_WORDS = frozenset(
 _TITLES = frozenset(("dr", "drs", "doctor", "mr", "mrs", "ms", "miss", "mx", "prof", "professor"))
 # a DICOM PN written out: components separated by carets, words inside a component by spaces
 _CARET_NAME = re.compile(
-    r"(?<![\w^])[^\W\d_][\w'.-]*(?: [\w'.-]+){0,3}(?:\^(?:[\w'.-]+(?: [\w'.-]+){0,3})?){1,4}"
+    r"(?<![\w'.^-])[^\W\d_][\w'.-]{0,40}(?: [\w'.-]{1,40}){0,3}"
+    r"(?:\^(?:[\w'.-]{1,40}(?: [\w'.-]{1,40}){0,3})?){1,4}"
     r"(?![\w^])"
 )
 _TITLE_NAME = re.compile(
