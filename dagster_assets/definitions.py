@@ -18,6 +18,8 @@ Environment variable               Default
 ``DICOMSCRUB_PARTITION_BY``        ``study``
 ``DICOMSCRUB_WORKERS``             ``1``
 ``DICOMSCRUB_MAX_FAILED_FRACTION`` ``0``
+``DICOMSCRUB_PREVIEW``             ``redacted`` (``before_after`` shows the
+                                   original pixels too; ``off``)
 ``DICOMSCRUB_PARTITIONS``          ``dynamic`` (or ``static``: keys read from
                                    the manifest when the definitions load)
 =================================  ===========================================
@@ -37,6 +39,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetSelection,
@@ -81,6 +84,7 @@ def resource_from_env(environ: Mapping[str, str] | None = None) -> DicomScrubRes
         partition_by=env.get("DICOMSCRUB_PARTITION_BY") or "study",
         workers=int(_number(env, "DICOMSCRUB_WORKERS", 1)),
         max_failed_fraction=_number(env, "DICOMSCRUB_MAX_FAILED_FRACTION", 0.0),
+        preview=_choice(env, "DICOMSCRUB_PREVIEW", ("redacted", "before_after", "off")),
     )
 
 
@@ -129,6 +133,13 @@ def definitions_from_env(environ: Mapping[str, str] | None = None) -> Definition
     if mode == "static":
         return build_definitions(resource, static_partitions_from_manifest(resource.manifest))
     raise ConfigurationError("DICOMSCRUB_PARTITIONS must be 'dynamic' or 'static'")
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> Any:
+    value = env.get(name) or allowed[0]
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}")
+    return value
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

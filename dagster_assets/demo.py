@@ -172,7 +172,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     print(f"previews:       {_rel(previews)}/  ({len(pngs)} before/after PNGs)")
     print("Dagster UI:     the runs, checks and previews are in the instance; open it with")
     print(f"                DAGSTER_HOME={home} DICOMSCRUB_DATA={_rel(root)} \\")
-    print(f"                DICOMSCRUB_INPUT={_rel(dicom_dir)} DICOMSCRUB_SECRET={secret_hint} \\")
+    print(f"                DICOMSCRUB_INPUT={_rel(dicom_dir)} DICOMSCRUB_PREVIEW=before_after \\")
+    print(f"                DICOMSCRUB_SECRET={secret_hint} \\")
     print(f"                {UI_COMMAND}")
     verdict = "all partitions and checks passed" if all_ok else "SOME PARTITIONS OR CHECKS FAILED"
     print(f"done in {time.perf_counter() - started:.0f}s: {verdict}")

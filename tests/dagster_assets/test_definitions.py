@@ -48,9 +48,11 @@ def test_resource_from_env_defaults_and_overrides(tmp_path: Path) -> None:
             "DICOMSCRUB_POLICY": "all-text",
             "DICOMSCRUB_WORKERS": "2",
             "DICOMSCRUB_MAX_FAILED_FRACTION": "0.05",
+            "DICOMSCRUB_PREVIEW": "off",
         }
     )
     assert custom.input is None
+    assert (default.preview, custom.preview) == ("redacted", "off")
     assert (custom.output_root, custom.audit_root) == ("s3://bucket/out", "s3://bucket/audit")
     assert (custom.policy, custom.workers, custom.max_failed_fraction) == ("all-text", 2, 0.05)
     assert TEST_SECRET not in repr(custom)
@@ -63,6 +65,8 @@ def test_bad_numbers_are_configuration_errors() -> None:
 
     with pytest.raises(ConfigurationError, match="DICOMSCRUB_WORKERS must be a number"):
         resource_from_env({"DICOMSCRUB_WORKERS": "many"})
+    with pytest.raises(ConfigurationError, match="DICOMSCRUB_PREVIEW must be one of"):
+        resource_from_env({"DICOMSCRUB_PREVIEW": "everything"})
 
 
 def test_static_partitions_come_from_the_manifest(tmp_path: Path) -> None:
