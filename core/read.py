@@ -70,10 +70,7 @@ def read_dataset(
         raise DeidError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
     has_prefix = len(data) >= 132 and data[128:132] == b"DICM"
     if not has_prefix and not _looks_like_raw_dataset(data):
-        raise DeidError(
-            ErrorCode.NOT_DICOM,
-            f"no DICM prefix at byte 128 and no DICOM element at byte 0 ({len(data)} bytes)",
-        )
+        raise DeidError(ErrorCode.NOT_DICOM, _NOT_DICOM.format(size=len(data)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -89,6 +86,9 @@ def read_dataset(
             ErrorCode.TRUNCATED,
             f"the data ends or breaks off inside an element ({type(exc).__name__})",
         ) from None
+    if not has_prefix and 0x00080016 not in ds:
+        # a raw dataset (no preamble) is accepted only when it parses into a real one
+        raise DeidError(ErrorCode.NOT_DICOM, _NOT_DICOM.format(size=len(data)))
     _check_transfer_syntax(ds)
     if len(ds) == 0:
         raise DeidError(ErrorCode.TRUNCATED, "no data elements after the file meta information")
@@ -114,11 +114,15 @@ def read_dataset(
     return ds
 
 
+_NOT_DICOM = "no DICM prefix at byte 128 and no DICOM dataset at byte 0 ({size} bytes)"
+
+
 def _looks_like_raw_dataset(data: bytes) -> bool:
+    """A dataset without preamble starts with a group 0002 or 0008 element (either endian)."""
     if len(data) < 8:
         return False
-    group, _element = struct.unpack("<HH", data[:4])
-    return group in _RAW_START_GROUPS
+    little, big = struct.unpack("<H", data[:2])[0], struct.unpack(">H", data[:2])[0]
+    return little in _RAW_START_GROUPS or big in _RAW_START_GROUPS
 
 
 def _check_transfer_syntax(ds: FileDataset) -> None:
@@ -153,6 +157,17 @@ def _check_lengths(ds: FileDataset, data: bytes) -> None:
                 f"element ({raw.tag >> 16:04X},{raw.tag & 0xFFFF:04X}) declares {length} bytes "
                 f"but the file ends {tell + length - size} bytes early",
             )
+    ends = [
+        raw.value_tell + raw.length
+        for raw in ds._dict.values()
+        if getattr(raw, "value_tell", None) is not None
+        and getattr(raw, "length", None) not in (None, 0xFFFFFFFF)
+    ]
+    trailing = len(data) - max(ends) if ends else 0
+    if 0 < trailing < 12:  # pydicom stops silently when an element header is cut short
+        raise DeidError(
+            ErrorCode.TRUNCATED, f"the file ends {trailing} bytes into an element header"
+        )
     if not any(tag in ds for tag in PIXEL_TAGS) and _pixel_tag_in(data):
         raise DeidError(
             ErrorCode.TRUNCATED,

@@ -1,0 +1,169 @@
+"""The Engine contract: files, bytes, URLs, callable destinations, fail-closed writes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pydicom
+import pytest
+
+from dicomscrub.core.errors import DeidError, ErrorCode
+from dicomscrub.core.pipeline import Engine, patient_key_of
+from dicomscrub.core.results import FileResult
+from dicomscrub.core.write import write_verified
+from support import pydicom_test_file
+
+SECRET = "pipeline-test-secret"
+HEADER_ONLY: dict[str, Any] = {"pixels": {"mode": "off"}}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(HEADER_ONLY, secret=SECRET)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_process_file_writes_a_verified_file(engine: Engine, tmp_path: Path) -> None:
+    source = pydicom_test_file("CT_small.dcm")
+    before = sha(source)
+    target = tmp_path / "out" / "ct.dcm"
+    result = engine.process_file(str(source), str(target))
+    assert result.status == "ok"
+    assert result.output == str(target)
+    assert result.source_sha256 == before
+    assert sha(source) == before
+    assert result.modality == "CT"
+    assert result.frames == 1
+    assert set(result.uids) == {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"}
+    assert all(v.startswith("2.25.") for v in result.uids.values())
+    assert {"read", "deidentify", "encode", "write", "total"} <= set(result.timings)
+    out = pydicom.dcmread(target)
+    assert out.SOPInstanceUID == result.uids["SOPInstanceUID"]
+    assert out.preamble == b"\x00" * 128
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.PixelData == pydicom.dcmread(source).PixelData  # pixels untouched when off
+    assert [p.name for p in target.parent.iterdir()] == ["ct.dcm"]  # no temp file left
+
+
+def test_callable_destination_sees_uids_and_modality(engine: Engine, tmp_path: Path) -> None:
+    seen: list[FileResult] = []
+
+    def layout(result: FileResult) -> str:
+        seen.append(result)
+        uids = result.uids
+        return str(tmp_path / uids["StudyInstanceUID"] / f"{result.modality}.dcm")
+
+    result = engine.process_file(str(pydicom_test_file("MR_small.dcm")), layout)
+    assert result.status == "ok"
+    assert seen[0].uids["StudyInstanceUID"].startswith("2.25.")
+    assert Path(result.output or "").name == "MR.dcm"
+    assert Path(result.output or "").is_file()
+
+
+def test_failures_leave_nothing_behind(engine: Engine, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"")
+    result = engine.process_file(str(bad), str(tmp_path / "out" / "bad.dcm"))
+    assert (result.status, result.error_code) == ("failed", "empty_file")
+    assert result.output is None
+    assert result.entities == []
+    assert not (tmp_path / "out").exists()
+    missing = engine.process_file(str(tmp_path / "nope.dcm"), str(tmp_path / "x.dcm"))
+    assert missing.error_code == "read_failed"
+    assert "nope" not in (missing.error_message or "")
+
+
+def test_refuses_to_overwrite_the_input(engine: Engine, tmp_path: Path) -> None:
+    source = tmp_path / "ct.dcm"
+    source.write_bytes(pydicom_test_file("CT_small.dcm").read_bytes())
+    before = sha(source)
+    result = engine.process_file(str(source), str(source))
+    assert result.error_code == "write_failed"
+    assert sha(source) == before
+
+
+def test_write_removes_the_temporary_file_when_the_check_fails(tmp_path: Path) -> None:
+    def refuse(data: bytes) -> None:
+        raise DeidError(ErrorCode.VERIFY_FAILED, "refused")
+
+    target = tmp_path / "a" / "out.dcm"
+    with pytest.raises(DeidError) as caught:
+        write_verified(b"data", str(target), check=refuse)
+    assert caught.value.code is ErrorCode.VERIFY_FAILED
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_fsspec_urls(engine: Engine) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/in/ct.dcm", pydicom_test_file("CT_small.dcm").read_bytes())
+    result = engine.process_file("memory://in/ct.dcm", "memory://out/study/ct.dcm")
+    assert result.status == "ok", result.error_message
+    assert pydicom.dcmread(io.BytesIO(fs.cat("/out/study/ct.dcm"))).PatientIdentityRemoved == "YES"
+    assert fs.ls("/out/study", detail=False) == ["/out/study/ct.dcm"]
+
+
+def test_process_bytes(engine: Engine) -> None:
+    data = pydicom_test_file("rtplan.dcm").read_bytes()
+    out, result = engine.process_bytes(data, source="rtplan")
+    assert out is not None
+    assert result.status == "ok"
+    assert result.source == "rtplan"
+    assert result.frames == 0
+    assert result.header_entities > 0
+    assert result.pixel_entities == 0
+    again, _ = engine.process_bytes(data)
+    assert again == out  # deterministic
+    assert engine.process_bytes(b"junk")[1].error_code == "not_dicom"
+
+
+def test_engine_accepts_every_policy_form(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("base: basic\npixels:\n  mode: 'off'\n", encoding="utf-8")
+    for policy in ("seed-compatible", str(policy_file), {"name": "x"}, None):
+        assert Engine(policy, secret=SECRET).policy_hash
+    assert Engine(str(policy_file), secret=SECRET).policy.options.clean_descriptors is False
+
+
+def test_engine_pickles_for_worker_processes(engine: Engine) -> None:
+    clone = pickle.loads(pickle.dumps(engine))
+    data = pydicom_test_file("CT_small.dcm").read_bytes()
+    assert clone.process_bytes(data)[0] == engine.process_bytes(data)[0]
+
+
+def test_pixel_step_missing_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dicomscrub.core.pixels", None)  # import now fails
+    engine = Engine({"name": "default"}, secret=SECRET)
+    out, result = engine.process_bytes(pydicom_test_file("CT_small.dcm").read_bytes())
+    assert out is None
+    assert result.error_code == "ocr_unavailable"
+    no_pixels = pydicom_test_file("rtplan.dcm").read_bytes()
+    assert engine.process_bytes(no_pixels)[1].status == "ok"  # nothing to scan
+
+
+def test_default_policy_runs_the_pixel_step() -> None:
+    engine = Engine(None, secret=SECRET)
+    out, result = engine.process_bytes(pydicom_test_file("CT_small.dcm").read_bytes())
+    assert result.status == "ok", result.error_message
+    assert out is not None
+    codes = {
+        i.CodeValue for i in pydicom.dcmread(io.BytesIO(out)).DeidentificationMethodCodeSequence
+    }
+    assert "113101" in codes  # Clean Pixel Data
+
+
+def test_patient_key() -> None:
+    ds = pydicom.Dataset()
+    ds.PatientName = "Doe^Jane"
+    assert patient_key_of(ds) == "name:DOE JANE"
+    ds.PatientID = "123"
+    assert patient_key_of(ds) == "id:123|"
