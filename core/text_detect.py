@@ -21,7 +21,6 @@ identifiers): descriptors repeat across a series.
 
 Examples
 --------
->>> from dicomscrub.core.policy import TextPolicy
 >>> detector = TextDetector(TextPolicy(ner=False))
 >>> detector.redact("CT CHEST W CONTRAST - f/u for DOE^JANE")[0]
 'CT CHEST W CONTRAST - f/u for [PERSON]'
@@ -955,6 +954,16 @@ class TextDetector:
             "base_hits": shared.base_cache.hits,
             "base_misses": shared.base_cache.misses,
         }
+
+    def warm_up(self) -> TextDetector:
+        """Load the word lists and the spaCy model now (e.g. before forking workers).
+
+        >>> TextDetector(TextPolicy(ner=False)).warm_up().ner_available
+        False
+        """
+        vocabulary()
+        _ = self._shared.nlp
+        return self
 
     @property
     def ner_available(self) -> bool:

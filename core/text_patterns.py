@@ -546,7 +546,7 @@ _CARET_NAME = re.compile(
 )
 _TITLE_NAME = re.compile(
     r"\b(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister)\.?[ \t]+"
-    r"([A-Z][\w'-]*\.?(?:[ \t]+[A-Z][\w'-]*\.?){0,2})"
+    r"([^\W\d_][\w'-]{0,30}\.?(?:[ \t]+[^\W\d_][\w'-]{0,30}\.?){0,2})"
 )
 _NAME_DEGREE = re.compile(
     r"(?<![\w])([A-Z][\w'-]+(?:[ \t]+[A-Z]\.?)?[ \t]+[A-Z][\w'-]+),?[ \t]+"
@@ -678,7 +678,7 @@ def _trim_name(text: str, start: int, end: int, vocab: Vocabulary) -> tuple[int,
     kept = []
     for word in words:
         folded = fold(word.group())
-        if vocab.is_safe_word(folded) and len(folded) > 1:
+        if (vocab.is_safe_word(folded) and len(folded) > 1) or not word.group()[0].isupper():
             break
         kept.append(word)
     while kept and len(kept[-1].group()) == 1:
@@ -757,7 +757,7 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     for regex in (_TITLE_NAME, _NAME_DEGREE, _LABELLED_NAME):
         for match in regex.finditer(text):
             trimmed = _trim_name(text, match.start(1), match.end(1), vocab)
-            if trimmed is None:
+            if trimmed is None or not text[trimmed[0]].isupper():
                 continue
             if regex is _TITLE_NAME and _ambiguous_title(match.group(0)):
                 # "MR ENTEROGRAPHY", "MS LESIONS", "DR 60": a bare MR/MS/DR in capitals is a
