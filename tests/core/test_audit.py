@@ -198,3 +198,16 @@ def test_check_partition_without_an_audit(tmp_path: Path) -> None:
         manifest, "p", str(tmp_path / "o"), str(tmp_path / "a"), rescan_outputs=False
     )
     assert (check.missing_rows, check.unexpected_rows, check.outputs_missing) == (0, 1, 2)
+
+
+def test_entity_rows_equal_to_record() -> None:
+    from dicomscrub.core.audit import entity_rows
+
+    result = _result(0, entities=4)
+    for entity, row in zip(result.entities, entity_rows(result), strict=True):
+        record = entity.to_record()
+        assert set(record) <= set(ENTITIES_SCHEMA.names)  # a new Entity field needs a schema bump
+        assert {k: v for k, v in row.items() if k not in ("schema_version", "source")} == {
+            k: record[k] for k in ENTITIES_SCHEMA.names if k in record
+        }
+        assert row["source"] == result.source
