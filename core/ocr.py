@@ -200,7 +200,12 @@ class TesserocrBackend:
         words: list[Word] = []
         line = -1
         level = tr.RIL.WORD
+        if iterator is None:  # nothing recognised
+            api.Clear()
+            return []
         for item in tr.iterate_level(iterator, level):
+            if item is None:
+                continue
             if item.IsAtBeginningOf(tr.RIL.TEXTLINE):
                 line += 1
             try:

@@ -281,12 +281,18 @@ class FrameText:
     regions: list[Box] = field(default_factory=list)
 
     def text(self) -> tuple[str, list[tuple[int, int, Word]]]:
-        """The frame's text (lines joined by newlines) and each word's character range."""
+        """The frame's text and each word's character range.
+
+        Lines side by side on one row of the image ("DOE" and "JANE" read as
+        two regions) are joined left to right with a space, rows with a newline,
+        so the detector sees a caption as it is displayed.
+        """
         parts: list[str] = []
         offsets: list[tuple[int, int, Word]] = []
         pos = 0
-        for line in self.lines:
-            for i, word in enumerate(line):
+        for row in self.rows():
+            words = [w for line in row for w in line]
+            for i, word in enumerate(words):
                 if i:
                     parts.append(" ")
                     pos += 1
@@ -296,6 +302,21 @@ class FrameText:
             parts.append("\n")
             pos += 1
         return "".join(parts), offsets
+
+    def rows(self) -> list[list[list[Word]]]:
+        """Lines grouped into image rows (vertical overlap over half a line), left to right."""
+        rows: list[tuple[int, int, list[list[Word]]]] = []
+        for line in sorted(self.lines, key=lambda ln: min(w.box[1] for w in ln)):
+            top = min(w.box[1] for w in line)
+            bottom = max(w.box[1] + w.box[3] for w in line)
+            for i, (rt, rb, members) in enumerate(rows):
+                if min(bottom, rb) - max(top, rt) >= 0.5 * min(bottom - top, rb - rt):
+                    members.append(line)
+                    rows[i] = (min(rt, top), max(rb, bottom), members)
+                    break
+            else:
+                rows.append((top, bottom, [line]))
+        return [sorted(members, key=lambda ln: ln[0].box[0]) for _, _, members in rows]
 
 
 def _same_crop(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:

@@ -33,6 +33,10 @@ MIN_HEIGHT = 6
 MAX_HEIGHT = 120
 #: Rendered text has sharp edges: the steepest row step is at least this share of its contrast.
 MIN_SHARPNESS = 0.5
+#: Views with more pixels than this are searched at half resolution (max/min pooled).
+LARGE_IMAGE = 1_500_000
+#: Row top-hat window (pixels): strokes and bars narrower than this along a row count as text.
+STROKE = 15
 #: A line needs this many stroke pixels, of which this many with twice the contrast threshold.
 MIN_STROKE_PIXELS = 8
 MIN_STRONG_PIXELS = 4
@@ -84,8 +88,52 @@ def stroke_contrast(
     return view - opened, closed - view
 
 
-def _split_rows(inner: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """Row ranges of the stroke pixels in ``inner``, split where whole rows are empty."""
+def _top_hat(view: NDArray[np.uint8], stroke: int, bright: bool) -> NDArray[np.uint8]:
+    """Row-wise white (``bright``) or black top-hat; see :func:`stroke_contrast`."""
+    if bright:
+        opened = ndimage.maximum_filter1d(
+            ndimage.minimum_filter1d(view, stroke, axis=1), stroke, axis=1
+        )
+        return np.asarray(view - opened, dtype=np.uint8)
+    closed = ndimage.minimum_filter1d(
+        ndimage.maximum_filter1d(view, stroke, axis=1), stroke, axis=1
+    )
+    return np.asarray(closed - view, dtype=np.uint8)
+
+
+def _has_light_background(view: NDArray[np.uint8]) -> bool:
+    """Whether any part of the view is light enough to carry dark text (0.5% of pixels)."""
+    sample = view[::4, ::4]
+    return bool(np.count_nonzero(sample >= 160) >= 0.005 * sample.size)
+
+
+def _pool(view: NDArray[np.uint8], factor: int, bright: bool) -> NDArray[np.uint8]:
+    """Shrink by ``factor`` keeping thin strokes: max-pool for light text, min-pool for dark."""
+    if factor == 1:
+        return view
+    rows, cols = (view.shape[0] // factor) * factor, (view.shape[1] // factor) * factor
+    blocks = view[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor)
+    pooled = blocks.max(axis=(1, 3)) if bright else blocks.min(axis=(1, 3))
+    return np.ascontiguousarray(pooled, dtype=np.uint8)
+
+
+def _upscale(
+    box: tuple[int, int, int, int], factor: int, shape: tuple[int, ...]
+) -> tuple[int, int, int, int]:
+    """A box found on a pooled view, in full-resolution pixels."""
+    if factor == 1:
+        return box
+    x, y, w, h = (v * factor for v in box)
+    return (x, y, min(w, shape[1] - x), min(h, shape[0] - y))
+
+
+def _split_rows(inner: NDArray[np.bool_], bridge: int = 2) -> list[tuple[int, int]]:
+    """Row ranges of the stroke pixels in ``inner``, split where whole rows are empty.
+
+    Gaps of up to ``bridge`` empty rows do not split: the row top-hat drops the
+    wide horizontal bars of large glyphs (S, E, T), leaving short gaps inside
+    one line.
+    """
     rows: list[bool] = np.asarray(inner.any(axis=1)).tolist()
     spans: list[tuple[int, int]] = []
     start = -1
@@ -97,24 +145,36 @@ def _split_rows(inner: NDArray[np.bool_]) -> list[tuple[int, int]]:
             start = -1
     if start >= 0:
         spans.append((start, len(rows)))
-    return spans
+    merged: list[tuple[int, int]] = []
+    for span in spans:
+        if merged and span[0] - merged[-1][1] <= bridge:
+            merged[-1] = (merged[-1][0], span[1])
+        else:
+            merged.append(span)
+    return merged
 
 
 def _line_boxes(
-    mask: NDArray[np.bool_], gap: int, strong: NDArray[np.bool_] | None = None
+    mask: NDArray[np.bool_],
+    gap: int,
+    strong: NDArray[np.bool_] | None = None,
+    min_height: int = MIN_HEIGHT,
+    shrink: int = 1,
 ) -> list[tuple[int, int, int, int]]:
     """Group stroke pixels into lines; return candidate line boxes ``(x, y, w, h)``.
 
     With ``strong``, a line must also hold a few strong-contrast pixels.
     """
     grouped = ndimage.maximum_filter1d(mask.view(np.uint8), gap, axis=1)
+    grouped = ndimage.maximum_filter1d(grouped, 3, axis=0)  # glyph parts split by a dropped bar
     labels, count = ndimage.label(grouped)
     if count == 0:
         return []
     sizes = np.bincount(labels[mask], minlength=count + 1)
-    keep = sizes >= MIN_STROKE_PIXELS
+    keep = sizes >= max(2, MIN_STROKE_PIXELS // shrink**2)
     if strong is not None:
-        keep &= np.bincount(labels[strong], minlength=count + 1) >= MIN_STRONG_PIXELS
+        strong_pixels = np.bincount(labels[strong], minlength=count + 1)
+        keep &= strong_pixels >= max(1, MIN_STRONG_PIXELS // shrink**2)
     boxes: list[tuple[int, int, int, int]] = []
     objects = ndimage.find_objects(labels)
     for index in np.flatnonzero(keep[1:]) + 1:
@@ -123,14 +183,14 @@ def _line_boxes(
             continue
         ys, xs = sl
         h, w = ys.stop - ys.start, xs.stop - xs.start
-        if h < MIN_HEIGHT - 1 or w < 2 or h > 8 * MAX_HEIGHT:
+        if h < min_height - 1 or w < 2 or h > 8 * MAX_HEIGHT:
             continue
         inner = mask[sl] & (labels[sl] == index)
         for r0, r1 in _split_rows(inner):
             line = inner[r0:r1]
             cols = np.flatnonzero(line.any(axis=0))
             lh, lw = r1 - r0, int(cols[-1] - cols[0] + 1)
-            if not MIN_HEIGHT - 1 <= lh <= MAX_HEIGHT or lw < 2:
+            if not min_height - 1 <= lh <= MAX_HEIGHT or lw < 2:
                 continue
             if lw > 40 * lh:  # rulers, scale bars, image borders
                 continue
@@ -142,12 +202,15 @@ def _line_boxes(
 
 
 def _vertical_lines(
-    mask: NDArray[np.bool_], horizontal: list[tuple[int, int, int, int]], gap: int
+    mask: NDArray[np.bool_],
+    horizontal: list[tuple[int, int, int, int]],
+    gap: int,
+    min_height: int = MIN_HEIGHT,
 ) -> list[tuple[int, int, int, int]]:
     """Lines that run vertically: tall boxes made of stacked glyph-sized horizontal boxes."""
     found: list[tuple[int, int, int, int]] = []
-    for y, x, h, w in _line_boxes(np.ascontiguousarray(mask.T), gap):
-        if h < 2.5 * w or h < 3 * MIN_HEIGHT:
+    for y, x, h, w in _line_boxes(np.ascontiguousarray(mask.T), gap, min_height=min_height):
+        if h < 2.5 * w or h < 3 * min_height:
             continue
         inside = [b for b in horizontal if _contains((x, y, w, h), b)]
         if len(inside) < 2:
@@ -208,23 +271,28 @@ def propose_text_regions(
     """
     if view.ndim != 2 or min(view.shape) < MIN_HEIGHT:
         return []
-    white, black = stroke_contrast(view)
+    wanted = [b for b in (True, False) if polarity == "both" or b == (polarity == "bright")]
+    if polarity == "both" and not _has_light_background(view):
+        wanted = [True]  # dark text needs a light background somewhere
+    factor = 2 if view.size > LARGE_IMAGE else 1
+    min_height = max(3, MIN_HEIGHT // factor)
+    step = max(2, -(-gap // factor))
     regions: list[Region] = []
-    for bright, contrast in ((True, white), (False, black)):
-        if polarity != "both" and bright != (polarity == "bright"):
-            continue
+    for bright in wanted:
+        small = _pool(view, factor, bright)
+        contrast = _top_hat(small, max(7, STROKE // factor), bright)
         mask = contrast >= threshold
         if not mask.any():
             continue
         strong = contrast >= 2 * threshold if strong_factor else None
-        horizontal = _line_boxes(mask, gap, strong)
-        vertical = _vertical_lines(mask, horizontal, gap) if rotated else []
+        horizontal = _line_boxes(mask, step, strong, min_height, factor)
+        vertical = _vertical_lines(mask, horizontal, step, min_height) if rotated else []
         for v in vertical:
             horizontal = [b for b in horizontal if not _contains(v, b)]
-            regions.append(Region(v, rotated=True, bright=bright))
-        regions.extend(Region(b, bright=bright) for b in horizontal)
+            regions.append(Region(_upscale(v, factor, view.shape), rotated=True, bright=bright))
+        regions.extend(Region(_upscale(b, factor, view.shape), bright=bright) for b in horizontal)
     regions = [r for r in regions if _sharp(view, r.box)]
-    return merge_overlapping(regions)
+    return join_words(merge_overlapping(regions))
 
 
 def propose_for_frames(views: NDArray[np.uint8], *, rotated: bool = True) -> list[Region]:
@@ -261,19 +329,79 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 
 
 def merge_overlapping(regions: list[Region]) -> list[Region]:
-    """Merge regions mostly inside one another (bright glyphs and the dark gaps between them)."""
-    kept: list[Region] = []
-    for r in sorted(regions, key=lambda r: -(r.box[2] * r.box[3])):
-        for i, k in enumerate(kept):
-            if _overlap(k.box, r.box) > 0.6:
-                x0, y0 = min(k.box[0], r.box[0]), min(k.box[1], r.box[1])
-                x1 = max(k.box[0] + k.box[2], r.box[0] + r.box[2])
-                y1 = max(k.box[1] + k.box[3], r.box[1] + r.box[3])
-                kept[i] = Region((x0, y0, x1 - x0, y1 - y0), k.rotated or r.rotated, k.bright)
+    """Merge regions that overlap or touch.
+
+    Overlapping: a bright line and the dark gaps between its glyphs.
+    Touching: pieces of one large glyph whose wide bars the row top-hat dropped.
+
+    Examples
+    --------
+    >>> rs = [Region((0, 0, 20, 4)), Region((0, 4, 16, 14)), Region((40, 0, 10, 10))]
+    >>> [r.box for r in merge_overlapping(rs)]
+    [(0, 0, 20, 18), (40, 0, 10, 10)]
+    """
+    pending = sorted(regions, key=lambda r: -(r.box[2] * r.box[3]))
+    merged = True
+    while merged:
+        merged = False
+        kept: list[Region] = []
+        for r in pending:
+            for i, k in enumerate(kept):
+                if _overlap(k.box, r.box) > 0.6 or _touch(k.box, r.box):
+                    x0, y0 = min(k.box[0], r.box[0]), min(k.box[1], r.box[1])
+                    x1 = max(k.box[0] + k.box[2], r.box[0] + r.box[2])
+                    y1 = max(k.box[1] + k.box[3], r.box[1] + r.box[3])
+                    kept[i] = Region((x0, y0, x1 - x0, y1 - y0), k.rotated or r.rotated, k.bright)
+                    merged = True
+                    break
+            else:
+                kept.append(r)
+        pending = kept
+    return sorted(pending, key=lambda r: (r.box[1], r.box[0]))
+
+
+def _touch(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Boxes that intersect or share an edge."""
+    return (
+        a[0] <= b[0] + b[2] and b[0] <= a[0] + a[2] and a[1] <= b[1] + b[3] and b[1] <= a[1] + a[3]
+    )
+
+
+def join_words(regions: list[Region]) -> list[Region]:
+    """Join horizontal regions that continue one another on a line (gaps scale with the glyphs).
+
+    Two regions join when their rows overlap by most of the smaller height,
+    their heights are alike, and the gap between them is under 0.8 of a line
+    height: large captions have wider letter and word gaps than the fixed
+    dilation bridges.
+
+    Examples
+    --------
+    >>> rs = [Region((0, 10, 40, 30)), Region((50, 12, 40, 28)), Region((200, 10, 40, 30))]
+    >>> [r.box for r in join_words(rs)]
+    [(0, 10, 90, 30), (200, 10, 40, 30)]
+    """
+    lines = sorted((r for r in regions if not r.rotated), key=lambda r: r.box[0])
+    joined: list[Region] = []
+    for r in lines:
+        x, y, w, h = r.box
+        for i, k in enumerate(joined):
+            kx, ky, kw, kh = k.box
+            overlap = min(y + h, ky + kh) - max(y, ky)
+            if (
+                overlap >= 0.6 * min(h, kh)
+                and 0.6 <= h / kh <= 1.6
+                and x - (kx + kw) <= 0.8 * max(h, kh)
+                and x >= kx
+            ):
+                x0, y0 = kx, min(y, ky)
+                x1, y1 = max(kx + kw, x + w), max(ky + kh, y + h)
+                joined[i] = Region((x0, y0, x1 - x0, y1 - y0), False, k.bright)
                 break
         else:
-            kept.append(r)
-    return sorted(kept, key=lambda r: (r.box[1], r.box[0]))
+            joined.append(r)
+    joined.extend(r for r in regions if r.rotated)
+    return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
 
 
 def _sharp(view: NDArray[np.uint8], box: tuple[int, int, int, int]) -> bool:
