@@ -4,25 +4,25 @@ Load them with ``dagster dev`` (the repository's pyproject names this module),
 ``dagster dev -m dicomscrub.dagster_assets.definitions`` from anywhere, or
 ``dagster asset materialize -m dicomscrub.dagster_assets.definitions ...``.
 
-=================================  ===========================================
-Environment variable               Default
-=================================  ===========================================
-``DICOMSCRUB_SECRET``              required at run time (read through EnvVar)
-``DICOMSCRUB_DATA``                ``./dicomscrub-data`` (base of the defaults)
-``DICOMSCRUB_INPUT``               ``$DICOMSCRUB_DATA/input``; empty: use an
-                                   existing manifest
-``DICOMSCRUB_MANIFEST``            ``$DICOMSCRUB_DATA/manifest.parquet``
-``DICOMSCRUB_OUTPUT``              ``$DICOMSCRUB_DATA/output``
-``DICOMSCRUB_AUDIT``               ``$DICOMSCRUB_DATA/audit``
-``DICOMSCRUB_POLICY``              ``default``
-``DICOMSCRUB_PARTITION_BY``        ``study``
-``DICOMSCRUB_WORKERS``             ``1``
-``DICOMSCRUB_MAX_FAILED_FRACTION`` ``0``
-``DICOMSCRUB_PREVIEW``             ``redacted`` (``before_after`` shows the
-                                   original pixels too; ``off``)
-``DICOMSCRUB_PARTITIONS``          ``dynamic`` (or ``static``: keys read from
-                                   the manifest when the definitions load)
-=================================  ===========================================
+==================================  ============================================
+Environment variable                Default
+==================================  ============================================
+``DICOMSCRUB_SECRET``               required at run time (read through EnvVar)
+``DICOMSCRUB_DATA``                 ``./dicomscrub-data`` (base of the defaults)
+``DICOMSCRUB_INPUT``                ``$DICOMSCRUB_DATA/input``; empty: use an
+                                    existing manifest
+``DICOMSCRUB_MANIFEST``             ``$DICOMSCRUB_DATA/manifest.parquet``
+``DICOMSCRUB_OUTPUT``               ``$DICOMSCRUB_DATA/output``
+``DICOMSCRUB_AUDIT``                ``$DICOMSCRUB_DATA/audit``
+``DICOMSCRUB_POLICY``               ``default``
+``DICOMSCRUB_PARTITION_BY``         ``study``
+``DICOMSCRUB_WORKERS``              ``1``
+``DICOMSCRUB_MAX_FAILED_FRACTION``  ``0``
+``DICOMSCRUB_PREVIEW``              ``redacted`` (``before_after`` shows the
+                                    original pixels too; ``off``)
+``DICOMSCRUB_PARTITIONS``           ``dynamic`` (or ``static``: keys read from
+                                    the manifest when the definitions load)
+==================================  ============================================
 
 Dagster itself keeps runs, events and dynamic partitions in ``DAGSTER_HOME``
 (SQLite by default).

@@ -2,17 +2,20 @@
 
 Everything happens under one folder (``demo/`` by default, git-ignored):
 
-=======================  =====================================================
-``demo/input``           synthetic studies with planted PHI (header, free
-                         text, burned-in text, multi-frame)
-``demo/manifest.parquet``  the study manifest
-``demo/dagster_home``    the Dagster instance (SQLite): runs, events, checks
-``demo/output``          redacted files, ``<partition>/<study>/<series>/<sop>.dcm``
-``demo/audit``           Parquet audit: ``files`` and ``entities``
-``demo/previews``        before/after PNGs of one redacted image per partition
-=======================  =====================================================
+=============================  =========================================================
+``demo/input``                 synthetic studies with planted PHI (header, free text,
+                               burned-in text, multi-frame)
+``demo/manifest.parquet``      the study manifest
+``demo/dagster_home``          the Dagster instance (SQLite): runs, events, checks
+``demo/output``                redacted files ``<partition>/<study>/<series>/<sop>.dcm``
+``demo/audit``                 Parquet audit: ``files`` and ``entities``
+``demo/previews``              before/after PNG of one redacted image per partition
+``demo/demo-only-secret.txt``  the generated secret, when DICOMSCRUB_SECRET is unset
+=============================  =========================================================
 
-Every partition is materialized through Dagster (the shipped asset graph and
+Each run starts afresh (input, output, audit and previews are recreated; the
+secret and the Dagster instance with its run history are kept). Every
+partition is materialized through Dagster (the shipped asset graph and
 its blocking checks) on the embedded default instance. The secret comes from
 ``DICOMSCRUB_SECRET`` when set; otherwise a random demo-only secret is
 generated into ``demo/`` and announced.
@@ -81,12 +84,15 @@ def _run(root: Path, args: argparse.Namespace) -> int:
 
     from .assets import DEIDENTIFIED, MANIFEST
     from .definitions import build_definitions
+    from .partitions import PARTITIONS_NAME
     from .resource import DicomScrubResource
 
     input_dir = root / "input"
     print(f"[1/4] generating synthetic studies in {_rel(input_dir)}")
-    if input_dir.exists():
-        shutil.rmtree(input_dir)
+    # a fresh start, except for the secret and the Dagster instance (its run history)
+    for name in ("input", "output", "audit", "previews"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    (root / "manifest.parquet").unlink(missing_ok=True)
     generate_corpus(
         str(input_dir),
         seed=args.seed,
@@ -125,12 +131,14 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         print("demo: the manifest asset failed; see the run in the Dagster UI", file=sys.stderr)
         return 1
     keys = partition_keys(read_manifest(resource.manifest, scan_missing=False))
+    for stale in set(instance.get_dynamic_partitions(PARTITIONS_NAME)) - set(keys):
+        instance.delete_dynamic_partition(PARTITIONS_NAME, stale)  # from an earlier demo
     print(f"      {len(keys)} partitions (one per study)")
 
     print(f"[3/4] materializing {len(keys)} partitions with their blocking checks")
     all_ok = True
     previews = root / "previews"
-    previews.mkdir(exist_ok=True)
+    previews.mkdir()
     for key in keys:
         t0 = time.perf_counter()
         run = materialize(
@@ -153,7 +161,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         )
         print(
             f"      {key}: {'ok' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f}s "
-            f"({len(events)} assets; {check_text or 'checks did not run'})"
+            f"({len(events)} assets materialized; {check_text or 'checks did not run'})"
         )
 
     print("[4/4] audit summary (read with pandas)\n")
@@ -189,12 +197,13 @@ def _announce_secret(root: Path) -> bool:
         print(f"secret: from {SECRET_ENV}")
         return False
     path = root / DEMO_SECRET_FILE
+    verb = "reuses the" if path.is_file() else "generated a"
     if not path.is_file():
         path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
         path.chmod(0o600)
     os.environ[SECRET_ENV] = path.read_text(encoding="utf-8").strip()
     print(
-        f"secret: {SECRET_ENV} is not set, so this demo generated a random DEMO-ONLY secret in "
+        f"secret: {SECRET_ENV} is not set, so this demo {verb} random DEMO-ONLY secret in "
         f"{_rel(path)}.\n        Never use it for real data: set {SECRET_ENV} (the same value "
         "on every worker) instead."
     )
