@@ -19,7 +19,7 @@ Downstream assets declare ``deps=[AUDIT_ENTITIES]`` (or ``AUDIT_FILES``,
 
 Examples
 --------
->>> [a.key.to_user_string() for a in build_assets() if a.is_executable and a.keys]
+>>> [a.key.to_user_string() for a in build_assets()]
 ['dicom_manifest', 'deidentified_dicom', 'dicom_audit_files', 'dicom_audit_entities']
 """
 
@@ -27,7 +27,6 @@ Examples
 # annotation of asset functions at definition time and needs the real class.
 import time
 import warnings
-from collections import Counter
 
 from dagster import (
     AssetExecutionContext,
@@ -156,7 +155,13 @@ def _build_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition
                 result.raise_for_budget()
             except PartitionFailedError as exc:  # counts and codes only, no PHI
                 raise Failure(description=str(exc), metadata=metadata) from None
-        context.log.info("partition %s: %s", key, _counts_text(summary))
+        context.log.info(
+            "partition %s: %d ok, %d failed, %d skipped",
+            key,
+            result.ok,
+            result.failed,
+            result.skipped,
+        )
         return MaterializeResult(metadata=metadata)
 
     def _audit_asset(key: AssetKey, table: str, description: str) -> AssetsDefinition:
@@ -202,7 +207,8 @@ def _register_partitions(
     """Add new keys to dynamic partitions; for fixed ones, refuse keys they do not list."""
     if isinstance(partitions_def, DynamicPartitionsDefinition):
         name = partitions_def.name
-        assert name is not None  # a named definition (DICOM_PARTITIONS is)
+        if name is None:
+            raise Failure(description="dynamic partitions for dicomscrub need a name")
         known = set(context.instance.get_dynamic_partitions(name))
         new = [k for k in keys if k not in known]
         if new:
@@ -216,10 +222,3 @@ def _register_partitions(
             "manifest when they load) or use dynamic partitions"
         )
     return 0
-
-
-def _counts_text(summary: dict[str, object]) -> str:
-    counts = summary.get("counts", {})
-    if isinstance(counts, dict):
-        return ", ".join(f"{v} {k}" for k, v in sorted(Counter(counts).items()))
-    return ""

@@ -1,11 +1,14 @@
 """Blocking asset checks on each de-identified partition.
 
-* ``no_residual_phi``: every output of the partition is re-read and searched
-  for the partition's deny-list values (the identifiers of each source file),
-  and every file the run wrote passed the engine's own write-time
-  verification.
+* ``no_residual_phi``: every output the audit names exists, and each is
+  re-read next to its source and searched for the source's deny-list values
+  (its own identifiers); files the engine refused at write-time verification
+  (``verify_failed``, never written) are reported with it.
 * ``manifest_rows_accounted_for``: every manifest row of the partition
-  appears exactly once in the ``files`` audit, and nothing else does.
+  appears exactly once in the ``files`` audit, the audit lists nothing else,
+  and every file under the partition's output folder is named by the audit.
+
+Both call :func:`dicomscrub.core.audit.check_partition`.
 
 Both are blocking with ERROR severity: when one fails, the run stops before
 the audit assets and anything a user put downstream of
