@@ -217,6 +217,7 @@ def pixel_section(corpus: Path, out: Path) -> dict[str, Any]:
             "median_file_s": statistics.median(ok_times) if ok_times else None,
             "mean_file_s": statistics.mean(ok_times) if ok_times else None,
             "by_kind_s": {k: statistics.mean(v) for k, v in sorted(by_kind.items())},
+            "times": r["times"],
             "setup_s": r["setup_s"],
             "peak_rss_mb": r["peak_rss_mb"],
             "failures": r["failures"],
@@ -425,12 +426,19 @@ def _pixel_aims(p: dict[str, Any]) -> list[str]:
     pr, ds = _ran(t, "presidio"), _ran(t, "dicomscrub-tesserocr")
     if pr is None or ds is None:
         return []
-    speed = pr["mean_file_s"] / ds["mean_file_s"]
+    common = sorted(set(pr["by_kind_s"]) & set(ds["by_kind_s"]))
+    if not common:
+        return []
+    # mean of the per-kind means, over the kinds both tools processed
+    speed = statistics.mean(pr["by_kind_s"][k] for k in common) / statistics.mean(
+        ds["by_kind_s"][k] for k in common
+    )
     pr_recall = pr["quality"]["metrics"]["burned_in_phi_recall"]["rate"] or 0.0
     ds_recall = ds["quality"]["metrics"]["burned_in_phi_recall"]["rate"] or 0.0
     return [
         f"Aims (issue 4): dicomscrub (tesserocr) is {speed:.1f}x faster per image than presidio "
-        f"on the images both processed (aim >= 10x: {'met' if speed >= 10 else 'not met'}), "
+        f"(mean of per-kind means over {', '.join(common)}; aim >= 10x: "
+        f"{'met' if speed >= 10 else 'not met'}), "
         f"burned-in PHI recall {100 * ds_recall:.1f}% vs {100 * pr_recall:.1f}% (aim: no lower, "
         f"and >= 99%: {'met' if ds_recall >= max(pr_recall, 0.99) else 'not met'})."
     ]

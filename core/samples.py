@@ -730,7 +730,8 @@ def _draw_dx(c: Canvas, st: Study, monochrome1: bool) -> None:
         _put(c, "STANDING", (cols // 2, 60), LABEL, sans, 20, dim)
     else:
         _put(c, st.institution.name, (cols - 20, 48), "ORG", sans, 16, bright, "rt")
-        _put(c, f"Dr {st.referring.family}", (14, rows // 2), "PERSON", sans, 15, dim, "lt", 90)
+        referring = f"{st.referring.family}, {st.referring.given}"  # no "Dr": not PHI
+        _put(c, referring, (14, rows // 2), "PERSON", sans, 15, dim, "lt", 90)
         _put(c, "R", (120, rows // 4), LABEL, bold, 64, bright)
         _put(c, "PORTABLE", (cols // 2 - 60, 24), LABEL, sans, 24, bright)
         _put(c, "AP", (cols // 2 - 60, 64), LABEL, sans, 24, bright)
@@ -769,7 +770,7 @@ def _draw_sc_dose(c: Canvas, st: Study) -> None:
         ("MRN:", p.mrn, "ID"),
         ("DOB:", f"{p.birth:%m/%d/%Y}", "DATE"),
         ("Accession:", st.accession, "ID"),
-        ("Referring:", f"Dr. {st.referring.display}", "PERSON"),
+        ("Referring:", st.referring.display, "PERSON"),
     ]
     y = 70
     for label, value, kind in pairs:
@@ -819,7 +820,7 @@ class _File:
     frames: int = 10  # for us_cine
 
 
-def _plan(study: Study, seed: int, index: int) -> list[_File]:
+def _plan(study: Study, seed: int) -> list[_File]:
     t = study.template
     base = f"p{int(study.patient.key[1:]):02d}/st{study.key.rsplit('S', 1)[1]}"
     series: list[tuple[str, list[str]]]
@@ -1270,8 +1271,8 @@ def generate_corpus(
     studies = _make_people(seed, patients, studies_per_patient)
     files: list[FileKey] = []
     masks: dict[str, np.ndarray] = {}
-    for index, st in enumerate(studies):
-        plan = _plan(st, seed, index)
+    for st in studies:
+        plan = _plan(st, seed)
         frame_of_ref = generate_uid(UID_ROOT, [str(seed), st.key, "for"])
         done: list[tuple[str, str]] = []  # (SOP class, SOP instance) of images written so far
         series_refs: dict[str, list[tuple[str, str]]] = {}
