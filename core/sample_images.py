@@ -304,24 +304,32 @@ def chest_radiograph(rng: np.random.Generator, rows: int, cols: int) -> np.ndarr
     return np.asarray(np.clip(img, 0, 4095))
 
 
-def ultrasound_frame(
-    rng: np.random.Generator, rows: int, cols: int, *, phase: float = 0.0
-) -> np.ndarray:
-    """A B-mode sector (8-bit grey values), with a cyst and tissue layers that move with phase."""
-    s = (rows, cols)
+@functools.lru_cache(maxsize=4)
+def _sector_geometry(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Radius, sector mask and depth attenuation of an ultrasound fan (shared by frames)."""
     yy, xx = np.mgrid[:rows, :cols].astype(np.float64)
     apex_y, apex_x = rows * 0.08, cols / 2
     r = np.hypot(yy - apex_y, xx - apex_x)
     theta = np.arctan2(xx - apex_x, yy - apex_y)
     sector = (np.abs(theta) < 0.62) & (r > rows * 0.05) & (r < rows * 0.9)
+    for arr in (r, sector):
+        arr.setflags(write=False)
+    attenuation = 150.0 * np.exp(-r / (rows * 1.6))
+    attenuation.setflags(write=False)
+    return r, sector, attenuation
+
+
+def ultrasound_frame(
+    rng: np.random.Generator, rows: int, cols: int, *, phase: float = 0.0
+) -> np.ndarray:
+    """A B-mode sector (8-bit grey values), with a cyst and tissue layers that move with phase."""
+    s = (rows, cols)
+    r, sector, attenuation = _sector_geometry(rows, cols)
     layers = 0.6 + 0.4 * np.sin(r / rows * 18 + phase)
-    tissue = layers * (
-        1.0
-        - 0.8
-        * _ellipse(s, rows * (0.55 + 0.03 * np.sin(phase)), cols * 0.55, rows * 0.1, cols * 0.08)
-    )
+    cyst = _ellipse(s, rows * (0.55 + 0.03 * np.sin(phase)), cols * 0.55, rows * 0.1, cols * 0.08)
+    tissue = layers * (1.0 - 0.8 * cyst)
     speckle = rng.rayleigh(0.5, s)
-    img = np.where(sector, 150.0 * tissue * speckle * np.exp(-r / (rows * 1.6)), 0.0)
+    img = np.where(sector, tissue * speckle * attenuation, 0.0)
     return np.asarray(np.clip(ndimage.gaussian_filter(img, 0.8), 0, 255))
 
 
