@@ -82,7 +82,7 @@ from .errors import DeidError, ErrorCode
 from .policy import Policy
 from .profile import ProfileAction, ProfileTable
 from .pseudonyms import Pseudonymizer
-from .read import dataset_codec, decode_values, element_vr, raw_items
+from .read import dataset_codec, decode_values, element_vr, raw_items, restore_raw
 from .results import Action, Detector, Entity
 from .verify import DenyList
 
@@ -491,6 +491,7 @@ class _Run:
         self.marker = step.policy.text.marker
         self.max_depth = step.policy.max_sequence_depth
         self._text_cache: dict[str, tuple[str, list[Any]]] = {}
+        self.mutations = 0
 
     # -- entities ---------------------------------------------------------------------------
     def record(
@@ -538,6 +539,7 @@ class _Run:
             group, elem_no = tag >> 16, tag & 0xFFFF
             if group == 0x0002 or elem_no == 0x0000:
                 del ds[key]  # file meta inside a dataset, group lengths: rebuilt or obsolete
+                self.mutations += 1
                 continue
             raw_vr = raw.VR if raw is not None else None
             if not group & 1 and self.step.untouched(tag, raw_vr):
@@ -609,10 +611,17 @@ class _Run:
     def sequence(self, field: Field, depth: int, dummy_text: bool) -> None:
         name = field.keyword or _tag_str(field.tag)
         prefix = f"{field.path}.{name}" if field.path else name
+        raw, before = field.raw, self.changes()
         for index, item in enumerate(field.sequence()):
             self.dataset(
                 item, f"{prefix}[{index}]", depth + 1, dummy_text=dummy_text, codec=field.codec
             )
+        if self.changes() == before:
+            restore_raw(field.ds, field.tag, raw)  # nothing changed inside: original bytes
+
+    def changes(self) -> int:
+        """A count that grows whenever the walk changes something."""
+        return self.mutations + len(self.outcome.entities)
 
     def empty(self, field: Field) -> None:
         if field.vr == "PN" or field.keyword in ID_PREFIX:
@@ -819,6 +828,7 @@ class _Run:
                 )
         if new_values != values:
             field.set(new_values)
+            self.mutations += 1
 
     def marker_for(self, entity_type: str) -> str:
         return self.marker.replace("{type}", entity_type)

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -132,15 +133,27 @@ class Deidentified:
 
 
 class _SuppressValues(logging.Filter):
-    """Replace pydicom log messages (they can quote element values) with a PHI-free note."""
+    """Keep pydicom's log free of values: its warnings quote element values (PHI).
+
+    Warnings are dropped (the engine reports unusable values itself, as error codes);
+    errors are kept with a PHI-free message.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = "pydicom reported a problem with an element value (details suppressed)"
+        if record.levelno < logging.ERROR:
+            return False
+        record.msg = "pydicom reported an error with an element value (details suppressed)"
         record.args = ()
         return True
 
 
 _PYDICOM_FILTER = _SuppressValues()
+
+
+@lru_cache(maxsize=64)
+def _deny_values_of(identifiers: Any) -> tuple[str, ...]:
+    """The detector's deny values, cached: the files of a series share their identifiers."""
+    return tuple(identifiers.deny_values())
 
 
 def _text_detect() -> Any:
@@ -277,7 +290,7 @@ class Engine:
         original_uids = [str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS]
         view = identifier_view(ds)  # string elements only: numbers and pixels stay encoded
         identifiers = self._identifiers(view)
-        extra = list(identifiers.deny_values()) if identifiers is not None else []
+        extra = _deny_values_of(identifiers) if identifiers is not None else ()
         deny = DenyList.from_dataset(view, extra)
         patient_key = patient_key_of(ds)
         modality = str(ds.get("Modality", "") or "")

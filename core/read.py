@@ -189,6 +189,16 @@ def raw_items(ds: Dataset) -> list[tuple[BaseTag, Any]]:
     return list(ds._dict.items())
 
 
+def restore_raw(ds: Dataset, tag: int, raw: Any) -> None:
+    """Put an element's undecoded form back (it was decoded only to look inside).
+
+    pydicom then writes the original bytes instead of re-encoding the element.
+    Only raw (undecoded) elements are restored.
+    """
+    if type(raw).__name__ == "RawDataElement":
+        ds._dict[BaseTag(tag)] = raw
+
+
 @cache
 def element_vr(tag: int, raw_vr: str | None) -> str:
     """The VR of an element without decoding it: the file's (explicit VR), else the

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -215,10 +216,17 @@ def deny_values(ds: Dataset, extra: Iterable[str] = ()) -> list[str]:
 def compile_deny(values: Iterable[str]) -> re.Pattern[str] | None:
     """One case-insensitive whole-word pattern for the values (None when empty).
 
+    Compiled patterns are cached: the files of one patient share their deny-list.
+
     >>> bool(compile_deny(["DOE"]).search("for doe,")), bool(compile_deny(["DOE"]).search("DOES"))
     (True, False)
     """
-    items = sorted({v for v in values if len(v) >= MIN_LENGTH}, key=len, reverse=True)
+    return _compile(tuple(sorted({v for v in values if len(v) >= MIN_LENGTH})))
+
+
+@lru_cache(maxsize=256)
+def _compile(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    items = sorted(values, key=len, reverse=True)
     if not items:
         return None
     alternatives = "|".join(r"\s+".join(map(re.escape, v.split())) for v in items)
