@@ -158,7 +158,7 @@ def _check_lengths(ds: FileDataset, data: bytes) -> None:
                 f"but the file ends {tell + length - size} bytes early",
             )
     ends = [
-        raw.value_tell + raw.length
+        int(getattr(raw, "value_tell", 0)) + int(getattr(raw, "length", 0))
         for raw in ds._dict.values()
         if getattr(raw, "value_tell", None) is not None
         and getattr(raw, "length", None) not in (None, 0xFFFFFFFF)
