@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -73,6 +74,20 @@ class Word:
     box: tuple[int, int, int, int]
     confidence: float
     line: int = 0
+
+
+_CARET = re.compile(r"(?<=[A-Za-z])\*(?=[A-Za-z])")
+
+
+def clean_word(text: str) -> str:
+    """Undo tesseract's systematic misreads that matter for matching: ``DOE*JANE`` is ``DOE^JANE``.
+
+    Examples
+    --------
+    >>> clean_word("DOE*JANE"), clean_word("*Renal")
+    ('DOE^JANE', '*Renal')
+    """
+    return _CARET.sub("^", text)
 
 
 class OcrBackend(Protocol):
@@ -144,7 +159,7 @@ class PytesseractBackend:
                 int(data["width"][i]),
                 int(data["height"][i]),
             )
-            words.append(Word(text, box, conf / 100.0, line))
+            words.append(Word(clean_word(text), box, conf / 100.0, line))
         return words
 
 
@@ -218,7 +233,7 @@ class TesserocrBackend:
             x0, y0, x1, y1 = box
             words.append(
                 Word(
-                    text.strip(),
+                    clean_word(text.strip()),
                     (x0, y0, x1 - x0, y1 - y0),
                     item.Confidence(level) / 100.0,
                     max(line, 0),
@@ -256,7 +271,7 @@ def get_backend(name: BackendName = "auto") -> OcrBackend:
 # --- reading proposed regions ------------------------------------------------------------------
 
 _MARGIN = 12  # white border around each crop in the stacked image
-_GAP = 18  # white rows between stacked crops
+_GAP = 26  # white rows between stacked crops (less, and tesseract can merge neighbouring slots)
 _CROP_PAD = 3  # view pixels added around a region before OCR
 
 
@@ -303,9 +318,9 @@ def read_regions(
     """OCR every ``(view, region)`` pair with one backend call; return words in view coordinates.
 
     The crops are normalised (dark on light), scaled to a common line height and
-    stacked into one image. A rotated region is read both ways (90 degrees
-    clockwise and counter-clockwise) and the reading with the higher
-    confidence is kept.
+    stacked into one image. A rotated region is read turned both ways (90
+    degrees clockwise and counter-clockwise); the reading with the most
+    confident characters is kept.
 
     Examples
     --------

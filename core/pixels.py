@@ -294,7 +294,10 @@ class FrameText:
             words = [w for line in row for w in line]
             for i, word in enumerate(words):
                 if i:
-                    parts.append(" ")
+                    # Far-apart captions on one row are separate phrases.
+                    prev = words[i - 1]
+                    far = word.box[0] - (prev.box[0] + prev.box[2]) > 3 * max(prev.box[3], 8)
+                    parts.append("\n" if far else " ")
                     pos += 1
                 offsets.append((pos, pos + len(word.text), word))
                 parts.append(word.text)
@@ -461,6 +464,8 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     continue
                 if span.detector == "ner" and not _plausible_words(group):
                     continue  # NER on OCR noise (speckle, anatomy edges read as letters)
+                if span.entity_type == "PERSON":
+                    group = _with_title(group, line)
                 if span.entity_type in WHOLE_LINE_TYPES:
                     group = line  # "Memorial Hospital" after a matched "Richard": the whole name
                 box = _stretch(_union([w.box for w in group]), group, line, region)
@@ -513,6 +518,19 @@ def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
         int(rows[-1] - rows[0] + 1),
     )
     return replace(finding, box=box)
+
+
+_TITLES = frozenset(
+    {"DR", "DR.", "MR", "MR.", "MRS", "MRS.", "MS", "MS.", "PROF", "PROF.", "DOCTOR"}
+)
+
+
+def _with_title(group: list[Word], line: list[Word]) -> list[Word]:
+    """Add the title word before a name ("Dr." in "Dr. Keith Wood") to the words to mask."""
+    index = next((i for i, w in enumerate(line) if w is group[0]), 0)
+    if index > 0 and line[index - 1].text.upper() in _TITLES:
+        return [line[index - 1], *group]
+    return group
 
 
 def _plausible_words(words: Sequence[Word]) -> bool:
