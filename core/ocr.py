@@ -270,6 +270,8 @@ def get_backend(name: BackendName = "auto") -> OcrBackend:
 
 # --- reading proposed regions ------------------------------------------------------------------
 
+#: Line numbers of the counter-clockwise reading of a rotated region start here.
+ROTATED_LINE_OFFSET = 1000
 _MARGIN = 12  # white border around each crop in the stacked image
 _GAP = 26  # white rows between stacked crops (less, and tesseract can merge neighbouring slots)
 _CROP_PAD = 3  # view pixels added around a region before OCR
@@ -319,8 +321,10 @@ def read_regions(
 
     The crops are normalised (dark on light), scaled to a common line height and
     stacked into one image. A rotated region is read turned both ways (90
-    degrees clockwise and counter-clockwise); the reading with the most
-    confident characters is kept.
+    degrees clockwise and counter-clockwise) and both readings are returned,
+    as separate lines (the second one's line numbers offset by
+    :data:`ROTATED_LINE_OFFSET`): the wrong way up usually reads as noise, but
+    tesseract is sometimes confident about noise, so the classifier sees both.
 
     Examples
     --------
@@ -373,13 +377,10 @@ def read_regions(
         if i < 0 or centre > slots[i].top + slots[i].height + _GAP / 2:
             continue
         per_slot[i].append(_to_view(word, slots[i]))
-    best: dict[int, tuple[float, list[Word]]] = {}
     for slot, found in zip(slots, per_slot, strict=True):
-        score = sum(w.confidence * len(w.text) for w in found)
-        if slot.item not in best or score > best[slot.item][0]:
-            best[slot.item] = (score, found)
-    for item, (_, found) in best.items():
-        result[item] = found
+        if slot.turns == 3:  # the other reading of a rotated region: its own lines
+            found = [Word(w.text, w.box, w.confidence, w.line + ROTATED_LINE_OFFSET) for w in found]
+        result[slot.item].extend(found)
     return result
 
 
@@ -392,6 +393,10 @@ def _to_view(word: Word, slot: _Slot) -> Word:
     cx1 = (x + w - _MARGIN) / slot.scale
     cy1 = (y + h - slot.top) / slot.scale
     ch, cw = slot.shape
+    # A word cannot reach beyond the crop it was read from (tesseract pads some boxes).
+    th, tw = (cw, ch) if slot.turns in (1, 3) else (ch, cw)
+    cx0, cx1 = max(0.0, cx0), min(float(tw), cx1)
+    cy0, cy1 = max(0.0, cy0), min(float(th), cy1)
     if slot.turns == 1:  # rot90 counter-clockwise: crop (r, c) -> turned (cw-1-c, r)
         cx0, cy0, cx1, cy1 = cw - cy1, cx0, cw - cy0, cx1
     elif slot.turns == 3:  # clockwise: crop (r, c) -> turned (c, ch-1-r)

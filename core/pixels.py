@@ -260,9 +260,19 @@ def ocr_views(ds: Dataset, decoded: Decoded) -> NDArray[np.uint8]:
         lo, hi = float(sample.min()), float(sample.max())
     if hi <= lo:
         hi = lo + 1.0
+    invert = decoded.photometric == "MONOCHROME1"
+    if grey.dtype.kind in "ui" and grey.dtype.itemsize <= 2:
+        # A lookup table over every possible stored value: one gather instead of float math.
+        base = int(np.iinfo(grey.dtype).min)
+        values = np.arange(base, int(np.iinfo(grey.dtype).max) + 1, dtype=np.float32)
+        lut = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        if invert:
+            lut = 255 - lut
+        index = grey.astype(np.int32) - base if base else grey
+        return np.asarray(lut[index], dtype=np.uint8)
     scaled = (grey.astype(np.float32) - lo) * (255.0 / (hi - lo))
     view: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
-    if decoded.photometric == "MONOCHROME1":
+    if invert:
         view = np.asarray(255 - view, dtype=np.uint8)
     return view
 
@@ -543,18 +553,22 @@ def _plausible_words(words: Sequence[Word]) -> bool:
 def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
     """Stretch a span's box toward the region edge where the span starts or ends the line.
 
-    At most about one glyph (a line height) in each direction: the region can
+    At most about one glyph (a line height), horizontally only: the region can
     also hold an anatomy edge that touches the caption.
     """
     x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
     rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
+    first, last = group[0] is line[0], group[-1] is line[-1]
+    if region[3] > 2 * region[2]:  # a rotated line runs down the image
+        reach = max(4, box[2])
+        if first or last:
+            y0, y1 = max(ry0, y0 - reach), min(ry1, y1 + reach)
+        return (x0, min(y0, box[1]), x1 - x0, max(y1, box[1] + box[3]) - min(y0, box[1]))
     reach = max(4, box[3])
-    if group[0] is line[0]:
+    if first:
         x0 = min(x0, max(rx0, x0 - reach))
-    if group[-1] is line[-1]:
+    if last:
         x1 = max(x1, min(rx1, x1 + reach))
-    if ry1 - ry0 <= 1.6 * box[3]:  # a one-line region: take its full height
-        y0, y1 = min(y0, max(ry0, y0 - reach // 2)), max(y1, min(ry1, y1 + reach // 2))
     return (x0, y0, x1 - x0, y1 - y0)
 
 
