@@ -11,10 +11,11 @@ decides one action and applies it:
    kept verbatim.
 2. ``seed-compatible`` only: every other element with a free-text VR (AE, LO,
    LT, PN, SH, ST, UC, UT, UR) goes to text detection and keeps its non-PHI
-   words, whatever the profile says. Every other element (dates, times, ages,
-   UIDs, coded and numeric values, binary values, sequences, private and
-   overlay attributes) follows the default rules below, so dates are still
-   shifted, UIDs remapped, private tags removed.
+   words, whatever the profile says. UIDs are all kept (as with Retain UIDs:
+   the instance UIDs among the 67 are kept, so references to them must be
+   too). Every other element (dates, times, ages, coded and numeric values,
+   binary values, sequences, private and overlay attributes) follows the
+   default rules below, so dates are still shifted and private tags removed.
 3. Attributes in PS3.15 Table E.1-1 take the table's action under the
    policy's options (see :mod:`dicomscrub.core.profile`):
 
@@ -326,6 +327,9 @@ class HeaderStep:
             self._passthrough_tags if self.verbatim else self._passthrough_tags - following
         )
         self._safe = _safe_private() if policy.options.retain_safe_private else frozenset()
+        # seed-compatible keeps the instance UIDs of the 67 verbatim: keep every UID, or
+        # references (ReferencedSOPInstanceUID ...) would no longer match them
+        self.keep_uids = policy.options.retain_uids or self.verbatim
         dates = policy.options
         self._date_mode = (
             "keep"
@@ -602,7 +606,7 @@ class _Run:
         elif code == "U":
             if vr == "SQ":
                 self.sequence(field, depth, dummy_text)
-            elif not step._options.retain_uids:
+            elif not step.keep_uids:
                 self.remap_uids(field)
         else:  # pragma: no cover - the generator only writes the six codes
             raise DeidError(ErrorCode.INTERNAL_ERROR, f"unknown action {code!r}")
@@ -734,7 +738,7 @@ class _Run:
         if vr == "SQ":
             self.sequence(field, depth, dummy_text)
         elif vr == "UI":
-            if not self.step._options.retain_uids:
+            if not self.step.keep_uids:
                 self.remap_uids(field)
         elif vr in ("DA", "DT"):
             self.dates_by_policy(field)

@@ -353,6 +353,8 @@ class Engine:
         for option, code in _OPTION_CODES:
             if getattr(options, option):
                 codes.append(code)
+        if self.policy.passthrough == "verbatim":
+            codes.append("113110")  # every UID is kept
         if options.retain_longitudinal_full_dates:
             codes.append("113106")
             temporal = "UNMODIFIED"
