@@ -34,7 +34,7 @@ MAX_HEIGHT = 120
 #: Rendered text has sharp edges: the steepest row step is at least this share of its contrast.
 MIN_SHARPNESS = 0.5
 #: Views with more pixels than this are searched at half resolution (max/min pooled).
-LARGE_IMAGE = 1_500_000
+LARGE_IMAGE = 700_000
 #: Row top-hat window (pixels): strokes and bars narrower than this along a row count as text.
 STROKE = 15
 #: A line needs this many stroke pixels, of which this many with twice the contrast threshold.

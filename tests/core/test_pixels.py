@@ -520,3 +520,18 @@ def test_auto_backend_prefers_tesserocr() -> None:
 
 
 Helper = Callable[[Dataset], Dataset]
+
+
+def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
+    """phi mode with the real detector: a date OCR misread ("2618") is still masked, labels kept."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import TextDetector
+
+    def word(text: str, x: int) -> Word:
+        return Word(text, (x, 10, 8 * len(text), 12), 0.9)
+
+    lines = [[word("DOB", 0), word("07/15/2618", 40)], [word("MI", 0), word("1.4", 30)]]
+    frame = FrameText(lines, [(0, 10, 130, 12), (0, 40, 60, 12)])
+    found = classify([frame], TextDetector(Policy().text), mode="phi")
+    assert [(f.entity_type, f.text) for f in found] == [("DATE", "07/15/2618")]
