@@ -535,3 +535,76 @@ def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
     frame = FrameText(lines, [(0, 10, 130, 12), (0, 40, 60, 12)])
     found = classify([frame], TextDetector(Policy().text), mode="phi")
     assert [(f.entity_type, f.text) for f in found] == [("DATE", "07/15/2618")]
+
+
+def _busy_spot(frame: NDArray[np.generic]) -> tuple[int, int]:
+    """Top-left corner of an 8 x 6 window whose values are not all equal."""
+    rows, cols = frame.shape[:2]
+    for y in range(0, rows - 6, 3):
+        for x in range(0, cols - 8, 4):
+            window = frame[y : y + 6, x : x + 8].reshape(48, -1)
+            if np.any(window != window[0]):
+                return x, y
+    raise AssertionError("a flat image")
+
+
+REAL_FILES = [
+    # (pydicom test file, expected output transfer syntax, lossy source)
+    ("JPGLosslessP14SV1_1s_1f_8b.dcm", RLELossless, False),  # JPEG lossless
+    ("SC_rgb_jpeg_gdcm.dcm", RLELossless, False),  # JPEG lossless, RGB
+    ("JPEGLSNearLossless_16.dcm", JPEGLSLossless, True),
+    ("image_dfl.dcm", ExplicitVRLittleEndian, False),  # deflated
+    ("SC_ybr_full_422_uncompressed.dcm", ExplicitVRLittleEndian, False),
+    ("MR_small_bigendian.dcm", ExplicitVRLittleEndian, False),  # signed 16-bit, big endian
+    ("emri_small_RLE.dcm", RLELossless, False),  # enhanced MR, 10 frames, 12-bit
+    ("eCT_Supplemental.dcm", ExplicitVRLittleEndian, False),  # enhanced CT, 2 frames
+    ("SC_rgb_16bit_2frame.dcm", ExplicitVRLittleEndian, False),  # 16-bit RGB
+    ("examples_jpeg2k.dcm", JPEG2000Lossless, False),  # YBR_RCT
+    ("OBXXXX1A_rle_2frame.dcm", RLELossless, False),  # palette colour, 2 frames
+]
+
+
+@pytest.mark.parametrize(("name", "target", "lossy"), REAL_FILES, ids=[f[0] for f in REAL_FILES])
+def test_real_encodings_mask_and_reencode(name: str, target: UID, lossy: bool) -> None:
+    """A fixed region forces a change on real files of every remaining encoding."""
+    from support import pydicom_test_file
+
+    original = pydicom.dcmread(pydicom_test_file(name))
+    before = decode(original)
+    ds = copy.deepcopy(original)
+    x, y = _busy_spot(before.frames[0])
+    region = FixedRegion(rows=int(ds.Rows), columns=int(ds.Columns), boxes=((x, y, 8, 6),))
+    policy = Policy.load({"pixels": {"mode": "all_text", "regions": [region.model_dump()]}})
+    outcome = redact_pixels(ds, detector=None, policy=policy, hmac=_hmac, backend=get_backend())
+    assert outcome.changed
+    assert outcome.frames == before.frames.shape[0]
+    out = roundtrip(ds)
+    assert out.file_meta.TransferSyntaxUID == target
+    after = decode(out)
+    assert after.frames.shape == before.frames.shape
+    area = covered([e.box for e in outcome.entities if e.box is not None], before.frames.shape[1:3])
+    diff = after.frames != before.frames
+    if diff.ndim == 4:
+        diff = diff.any(axis=-1)
+    assert not np.any(diff & ~area[np.newaxis])
+    for frame in after.frames:  # the box holds one fill value per frame
+        box = frame[y : y + 6, x : x + 8].reshape(48, -1)
+        assert np.all(box == box[0])
+    was_lossy = lossy or original.get("LossyImageCompression") == "01"
+    assert (out.get("LossyImageCompression") == "01") == was_lossy
+    if "PerFrameFunctionalGroupsSequence" in original:
+        assert len(out.PerFrameFunctionalGroupsSequence) == len(
+            original.PerFrameFunctionalGroupsSequence
+        )
+
+
+def test_undecodable_jpeg_fails_closed() -> None:
+    """12-bit extended JPEG that none of the installed plugins decodes: decode_failed, no output."""
+    from support import pydicom_test_file
+
+    ds = pydicom.dcmread(pydicom_test_file("JPEG-lossy.dcm"))
+    raw = ds.PixelData
+    with pytest.raises(DeidError) as info:
+        redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=get_backend())
+    assert info.value.code == ErrorCode.DECODE_FAILED
+    assert ds.PixelData == raw
