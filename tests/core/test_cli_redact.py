@@ -56,14 +56,22 @@ def _dicom_like(path: Path) -> bool:
     return False
 
 
+def _installed_test_files() -> list[Path]:
+    """pydicom's bundled test files and pydicom-data's, without trying any download
+    (``get_testdata_files`` also tries to fetch files that are not installed)."""
+    from pydicom.data.data_manager import DATA_ROOT, external_data_sources
+
+    found = list((Path(DATA_ROOT) / "test_files").glob("*"))
+    for source in external_data_sources().values():
+        found += [Path(p) for p in source.get_paths("*", 0)]
+    return sorted(p for p in found if p.is_file() and p.suffix != ".py")
+
+
 def sample_files() -> dict[str, Path]:
     """Every bundled sample DICOM file by a unique relative name."""
-    from pydicom.data import get_testdata_files
-
     files: dict[str, Path] = {}
-    for name in get_testdata_files("*"):
-        path = Path(name)
-        if path.is_file() and _dicom_like(path):
+    for path in _installed_test_files():
+        if _dicom_like(path):
             files[f"pydicom/{path.parent.name}/{path.name}"] = path
     for path in sorted(deid_data_dir().rglob("*.dcm")):
         files[f"deid-data/{path.parent.name}/{path.name}"] = path
