@@ -262,7 +262,9 @@ def batch_section(corpus: Path, out: Path, sizes: list[int]) -> dict[str, Any]:
         if f["kind"] in ("ct", "mr"):
             shutil.copy(corpus / "dicom" / f["path"], templates / f["path"].replace("/", "_"))
     runs = []
-    plan = [(sizes[0], 1), (sizes[0], 2), *[(n, 2) for n in sizes[1:]]]
+    # 1 and 2 workers on every size: on a small partition the workers' start-up (spaCy,
+    # tesseract) hides the scaling; peak RSS is compared across sizes at 2 workers
+    plan = [(n, w) for n in sizes for w in (1, 2)]
     for files, workers in plan:
         work = out / f"batch-{files}-w{workers}"
         shutil.rmtree(work, ignore_errors=True)
@@ -461,20 +463,23 @@ def _cine_aims(c: dict[str, Any]) -> list[str]:
 
 def _batch_aims(runs: list[dict[str, Any]]) -> list[str]:
     ok = [r for r in runs if "error" not in r]
-    one = next((r for r in ok if r["workers"] == 1), None)
-    two = [r for r in ok if r["workers"] == 2]
     lines = []
-    if one and two and two[0]["files"] == one["files"]:
-        speedup = one["wall_s"] / two[0]["wall_s"]
+    for files in sorted({r["files"] for r in ok}):
+        one = next((r for r in ok if r["files"] == files and r["workers"] == 1), None)
+        two = next((r for r in ok if r["files"] == files and r["workers"] == 2), None)
+        if one and two:
+            speedup = one["wall_s"] / two["wall_s"]
+            lines.append(
+                f"Aims (issue 5): {files} files: 2 workers at {speedup:.2f}x the files/s of 1 "
+                f"worker (aim >= 1.8x: {'met' if speedup >= 1.8 else 'not met'})."
+            )
+    two_workers = sorted((r for r in ok if r["workers"] == 2), key=lambda r: r["files"])
+    if len(two_workers) >= 2:
+        small, large = two_workers[0], two_workers[-1]
+        ratio = large["peak_tree_rss_mb"] / small["peak_tree_rss_mb"]
         lines.append(
-            f"Aims (issue 5): 2 workers at {speedup:.2f}x the files/s of 1 worker (aim >= 1.8x: "
-            f"{'met' if speedup >= 1.8 else 'not met'})."
-        )
-    if len(two) >= 2:
-        ratio = two[-1]["peak_tree_rss_mb"] / two[0]["peak_tree_rss_mb"]
-        lines.append(
-            f"Peak RSS of {two[-1]['files']} files is {ratio:.2f}x that of {two[0]['files']} "
-            f"files (aim <= 1.2x: {'met' if ratio <= 1.2 else 'not met'})."
+            f"Peak RSS (2 workers) of {large['files']} files is {ratio:.2f}x that of "
+            f"{small['files']} files (aim <= 1.2x: {'met' if ratio <= 1.2 else 'not met'})."
         )
     return lines
 
