@@ -477,20 +477,24 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     continue  # NER on OCR noise (speckle, anatomy edges read as letters)
                 if span.entity_type == "PERSON":
                     group = _with_title(group, line)
+                targets = [(group, line, region)]
                 if span.entity_type in WHOLE_LINE_TYPES:
-                    group = line  # "Memorial Hospital" after a matched "Richard": the whole name
-                box = _stretch(_union([w.box for w in group]), group, line, region)
-                confidence = min(span.confidence, min(w.confidence for w in group))
-                findings.append(
-                    Finding(
-                        index,
-                        box,
-                        span.entity_type,
-                        "ocr",
-                        round(float(confidence), 3),
-                        text[span.start : span.end],
+                    # "Memorial Hospital" after a matched "Richard": the whole caption, including
+                    # pieces of it read as neighbouring lines on the same row.
+                    targets = [(ln, ln, rg) for ln, rg in _caption(frame, line, region)]
+                for words, owner, area in targets:
+                    box = _stretch(_union([w.box for w in words]), words, owner, area)
+                    confidence = min(span.confidence, min(w.confidence for w in words))
+                    findings.append(
+                        Finding(
+                            index,
+                            box,
+                            span.entity_type,
+                            "ocr",
+                            round(float(confidence), 3),
+                            text[span.start : span.end],
+                        )
                     )
-                )
         covered = {
             id(w) for s, e, w in offsets for span in spans if s < span.end and e > span.start
         }
@@ -556,6 +560,26 @@ def _with_title(group: list[Word], line: list[Word]) -> list[Word]:
     if index > 0 and line[index - 1].text.upper() in _TITLES:
         return [line[index - 1], *group]
     return group
+
+
+def _caption(frame: FrameText, line: list[Word], region: Box) -> list[tuple[list[Word], Box]]:
+    """``line`` and the lines that continue it on its row (gaps under 1.5 line heights)."""
+    members = [(line, region)]
+    others = [(ln, rg) for ln, rg in zip(frame.lines, frame.regions, strict=True) if ln is not line]
+    grown = True
+    while grown:
+        grown = False
+        x0 = min(rg[0] for _, rg in members)
+        x1 = max(rg[0] + rg[2] for _, rg in members)
+        for ln, rg in list(others):
+            height = max(region[3], rg[3])
+            overlap = min(region[1] + region[3], rg[1] + rg[3]) - max(region[1], rg[1])
+            gap = max(rg[0] - x1, x0 - (rg[0] + rg[2]))
+            if overlap >= 0.5 * min(region[3], rg[3]) and gap <= 1.5 * height:
+                members.append((ln, rg))
+                others.remove((ln, rg))
+                grown = True
+    return members
 
 
 def _plausible_words(words: Sequence[Word]) -> bool:

@@ -31,6 +31,8 @@ from scipy import ndimage
 #: Smallest and largest line height (pixels) accepted as text.
 MIN_HEIGHT = 6
 MAX_HEIGHT = 120
+#: Widest column (pixels) taken whole as a line of text rotated by 90 degrees.
+MAX_ROTATED_WIDTH = 48
 #: Rendered text has sharp edges: the steepest row step is at least this share of its contrast.
 MIN_SHARPNESS = 0.5
 #: Views with more pixels than this are searched at half resolution (max/min pooled).
@@ -190,6 +192,7 @@ def _line_boxes(
     strong: NDArray[np.bool_] | None = None,
     min_height: int = MIN_HEIGHT,
     shrink: int = 1,
+    pieces: list[tuple[int, int, int, int]] | None = None,
 ) -> list[tuple[int, int, int, int]]:
     """Group stroke pixels into lines; return candidate line boxes ``(x, y, w, h)``.
 
@@ -220,7 +223,10 @@ def _line_boxes(
             line = inner[r0:r1]
             cols = np.flatnonzero(line.any(axis=0))
             lh, lw = r1 - r0, int(cols[-1] - cols[0] + 1)
-            if not min_height - 1 <= lh <= MAX_HEIGHT or lw < 2:
+            tall = lw <= MAX_ROTATED_WIDTH // shrink and 2.5 * lw <= lh <= 40 * lw  # rotated
+            if not (min_height - 1 <= lh <= MAX_HEIGHT or tall) or lw < 2:
+                if pieces is not None and 2 <= lh < min_height - 1 and lw >= 2:
+                    pieces.append((int(xs.start + cols[0]), int(ys.start + r0), lw, int(lh)))
                 continue
             if lw > 40 * lh:  # rulers, scale bars, image borders
                 continue
@@ -360,15 +366,18 @@ def propose_text_regions(
         if not mask.any():
             continue
         strong = contrast >= 2 * threshold if strong_factor else None
-        horizontal = _line_boxes(mask, step, strong, min_height, factor)
-        vertical = _vertical_lines(mask, horizontal, step, min_height) if rotated else []
+        pieces: list[tuple[int, int, int, int]] = []  # too short for a line; maybe rotated glyphs
+        horizontal = _line_boxes(mask, step, strong, min_height, factor, pieces)
+        vertical = _vertical_lines(mask, horizontal + pieces, step, min_height) if rotated else []
         for v in vertical:
             horizontal = [b for b in horizontal if not _contains(v, b)]
             regions.append(Region(_upscale(v, factor, view.shape), rotated=True, bright=bright))
         regions.extend(Region(_upscale(b, factor, view.shape), bright=bright) for b in horizontal)
     regions = [r for r in regions if _sharp(view, r.box)]
-    joined = join_words(merge_overlapping(regions))
-    return [_mark_tall(r) for r in joined] if rotated else joined
+    merged = merge_overlapping(regions)
+    if not rotated:
+        return join_words(merged)
+    return join_columns(join_words([_mark_tall(r) for r in merged]))
 
 
 def propose_for_frames(views: NDArray[np.uint8], *, rotated: bool = True) -> list[Region]:
@@ -408,7 +417,8 @@ def merge_overlapping(regions: list[Region]) -> list[Region]:
     """Merge regions that overlap or touch.
 
     Overlapping: a bright line and the dark gaps between its glyphs.
-    Touching: pieces of one large glyph whose wide bars the row top-hat dropped.
+    Touching, while the union stays one line high: pieces of one large glyph
+    whose wide bars the row top-hat dropped.
 
     Examples
     --------
@@ -423,10 +433,12 @@ def merge_overlapping(regions: list[Region]) -> list[Region]:
         kept: list[Region] = []
         for r in pending:
             for i, k in enumerate(kept):
-                if _overlap(k.box, r.box) > 0.6 or _touch(k.box, r.box):
-                    x0, y0 = min(k.box[0], r.box[0]), min(k.box[1], r.box[1])
-                    x1 = max(k.box[0] + k.box[2], r.box[0] + r.box[2])
-                    y1 = max(k.box[1] + k.box[3], r.box[1] + r.box[3])
+                x0, y0 = min(k.box[0], r.box[0]), min(k.box[1], r.box[1])
+                x1 = max(k.box[0] + k.box[2], r.box[0] + r.box[2])
+                y1 = max(k.box[1] + k.box[3], r.box[1] + r.box[3])
+                # Touching pieces join only when they stay one line high (not a growing blob).
+                one_line = y1 - y0 <= 1.6 * max(k.box[3], r.box[3])
+                if _overlap(k.box, r.box) > 0.6 or (one_line and _touch(k.box, r.box)):
                     kept[i] = Region((x0, y0, x1 - x0, y1 - y0), k.rotated or r.rotated, k.bright)
                     merged = True
                     break
@@ -447,7 +459,7 @@ def _mark_tall(region: Region) -> Region:
     """A tall, narrow region may be text rotated by 90 degrees even when its glyphs were too
     small to be seen stacking: mark it so OCR also reads it turned."""
     _, _, w, h = region.box
-    if not region.rotated and h >= 2.5 * w and w <= MAX_HEIGHT:
+    if not region.rotated and h >= 2.5 * w and w <= MAX_ROTATED_WIDTH:
         return Region(region.box, rotated=True, bright=region.bright)
     return region
 
@@ -467,11 +479,38 @@ def join_words(regions: list[Region]) -> list[Region]:
     [(0, 10, 90, 30), (200, 10, 40, 30)]
     """
     lines = sorted((r for r in regions if not r.rotated), key=lambda r: r.box[0])
-    joined: list[Region] = []
+    joined = [Region(b, False, r.bright) for b, r in _join_boxes(lines)]
+    joined.extend(r for r in regions if r.rotated)
+    return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
+
+
+def join_columns(regions: list[Region]) -> list[Region]:
+    """:func:`join_words` for rotated regions: pieces of one vertical line, one above the other.
+
+    Examples
+    --------
+    >>> rs = [Region((10, 0, 16, 120), True), Region((12, 128, 12, 50), True)]
+    >>> [r.box for r in join_columns(rs)]
+    [(10, 0, 16, 178)]
+    """
+    flipped = [Region(_transpose(r.box), r.rotated, r.bright) for r in regions if r.rotated]
+    flipped.sort(key=lambda r: r.box[0])
+    joined = [Region(_transpose(b), True, r.bright) for b, r in _join_boxes(flipped)]
+    joined.extend(r for r in regions if not r.rotated)
+    return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
+
+
+def _transpose(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return (box[1], box[0], box[3], box[2])
+
+
+def _join_boxes(lines: list[Region]) -> list[tuple[tuple[int, int, int, int], Region]]:
+    """Join boxes (sorted by x) that continue one another along a row."""
+    joined: list[tuple[tuple[int, int, int, int], Region]] = []
     for r in lines:
         x, y, w, h = r.box
-        for i, k in enumerate(joined):
-            kx, ky, kw, kh = k.box
+        for i, (k, first) in enumerate(joined):
+            kx, ky, kw, kh = k
             overlap = min(y + h, ky + kh) - max(y, ky)
             if (
                 overlap >= 0.6 * min(h, kh)
@@ -481,12 +520,11 @@ def join_words(regions: list[Region]) -> list[Region]:
             ):
                 x0, y0 = kx, min(y, ky)
                 x1, y1 = max(kx + kw, x + w), max(ky + kh, y + h)
-                joined[i] = Region((x0, y0, x1 - x0, y1 - y0), False, k.bright)
+                joined[i] = ((x0, y0, x1 - x0, y1 - y0), first)
                 break
         else:
-            joined.append(r)
-    joined.extend(r for r in regions if r.rotated)
-    return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
+            joined.append((r.box, r))
+    return joined
 
 
 def _sharp(view: NDArray[np.uint8], box: tuple[int, int, int, int]) -> bool:
