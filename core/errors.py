@@ -36,6 +36,9 @@ class ErrorCode(StrEnum):
     WRITE_FAILED = "write_failed"
     VERIFY_FAILED = "verify_failed"
     INTERNAL_ERROR = "internal_error"
+    #: The worker process died (native crash, killed, out of memory) on this file, also when
+    #: it was retried alone: the batch runner records it and goes on with the other files.
+    WORKER_CRASHED = "worker_crashed"
 
 
 class DeidError(Exception):

@@ -15,11 +15,15 @@ audit last. A rerun, also after the process was killed midway, therefore ends
 with the same outputs and audit rows (timings aside): pseudonyms are keyed
 HMACs, so outputs are deterministic.
 
-Work runs in a pool of ``workers`` processes (``forkserver`` on Linux, else
-``spawn``: safe inside Airflow and Dagster processes that run threads). Each
-worker builds its :class:`~dicomscrub.core.pipeline.Engine` once. At most
-``4 * workers`` files are in flight and results are consumed in manifest order,
-so memory does not grow with the partition. ``workers=1`` runs in-process.
+Work runs in a :class:`~dicomscrub.core.workers.WorkerPool` of ``workers``
+processes (``forkserver`` on Linux, else ``spawn``: safe inside Airflow and
+Dagster processes that run threads), started before the manifest is read so
+that the two overlap. Each worker builds its
+:class:`~dicomscrub.core.pipeline.Engine` once. At most ``2 * workers`` files are
+in flight and results are recorded as they complete, so memory does not grow
+with the partition and a slow file does not idle the other workers. A file
+that kills its worker process is recorded as failed (``worker_crashed``) and
+the run goes on. ``workers=1`` runs in-process (no crash isolation).
 
 Examples
 --------
@@ -34,27 +38,23 @@ False
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import multiprocessing
 import os
 import secrets
 import sys
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import __version__
 from .audit import PartitionAuditWriter, read_partition
-from .errors import ConfigurationError, DeidError, ErrorCode
+from .errors import ConfigurationError, ErrorCode
 from .manifest import read_manifest
 from .policy import Policy
 from .results import FileResult
@@ -64,15 +64,12 @@ from .storage import (
     list_files,
     remove_empty_dirs,
     remove_files,
-    safe_component,
-    sha256_of,
     validate_partition_key,
 )
+from .workers import Task, WorkerPool, failed, run_here
 
 if TYPE_CHECKING:
     import argparse
-
-    from .pipeline import Engine
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +131,11 @@ class PartitionResult:
         them (earlier outputs no longer valid, temporaries of a killed run).
     policy_hash, engine_version, run_id
         As recorded in every ``files`` row.
+    pool_start_seconds
+        Seconds from starting the worker pool to the first worker answering
+        (0 for ``workers=1``).
+    pool_restarts
+        Times the pool was rebuilt because a worker process died.
     sample
         ``(source, output)`` of one written file, preferring one whose pixels
         changed, for a before/after preview. The source path may hold PHI: it
@@ -160,6 +162,8 @@ class PartitionResult:
     engine_version: str = __version__
     run_id: str = ""
     sample: tuple[str, str] | None = None
+    pool_start_seconds: float = 0.0
+    pool_restarts: int = 0
 
     @property
     def ok(self) -> int:
@@ -216,6 +220,8 @@ class PartitionResult:
             "files_per_second": round(self.files / self.seconds, 3) if self.seconds else 0.0,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "stale_removed": self.stale_removed,
+            "pool_start_seconds": round(self.pool_start_seconds, 3),
+            "pool_restarts": self.pool_restarts,
             "policy_hash": self.policy_hash,
             "engine_version": self.engine_version,
             "run_id": self.run_id,
@@ -231,173 +237,6 @@ class PartitionResult:
                 f"see the files audit under {self.audit}",
                 self.to_summary(),
             )
-
-
-# --- per-file work (runs in the worker processes, or in-process for workers=1) ---------------
-@dataclass(frozen=True)
-class _Task:
-    """One manifest row to process. Picklable; sent to a worker."""
-
-    source: str
-    partition_dir: str
-    originals: tuple[str, ...]
-    retain_uids: bool
-    storage_options: dict[str, Any] | None
-    previous_sha: str | None = None
-    previous_output: str | None = None
-
-
-class _Layout:
-    """The destination callable: ``<partition_dir>/<study>/<series>/<sop>.dcm``.
-
-    Every component is a pseudonymized UID checked to be a safe path component
-    and (unless the policy keeps UIDs) different from the source's UIDs.
-    """
-
-    def __init__(self, task: _Task) -> None:
-        self.task = task
-
-    def __call__(self, result: FileResult) -> str:
-        parts = []
-        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-            value = result.uids.get(keyword, "")
-            try:
-                safe_component(value, what=keyword)
-            except ConfigurationError:
-                raise DeidError(
-                    ErrorCode.WRITE_FAILED,
-                    f"the output {keyword} is not a safe path component",
-                ) from None
-            if not self.task.retain_uids and value in self.task.originals:
-                raise DeidError(
-                    ErrorCode.VERIFY_FAILED, f"the output {keyword} equals an original UID"
-                )
-            parts.append(value)
-        parts[-1] += ".dcm"
-        return join(self.task.partition_dir, *parts)
-
-
-def _failed(source: str, code: ErrorCode, message: str, sha: str = "") -> FileResult:
-    return FileResult(
-        source=source,
-        source_sha256=sha,
-        status="failed",
-        error_code=code.value,
-        error_message=message,
-    )
-
-
-def _unchanged(task: _Task) -> FileResult | None:
-    """For ``resume``: a ``skipped`` result if the source and output are as before, else None."""
-    if task.previous_sha is None or task.previous_output is None:
-        return None
-    started = time.perf_counter()
-    try:
-        sha = sha256_of(filesystem(task.source, task.storage_options), task.source)
-        out_fs = filesystem(task.previous_output, task.storage_options)
-        if sha != task.previous_sha or not out_fs.exists(task.previous_output):
-            return None
-    except Exception:
-        return None  # let the engine report the problem
-    skipped = FileResult(
-        source=task.source, source_sha256=sha, status="skipped", output=task.previous_output
-    )
-    seconds = time.perf_counter() - started
-    skipped.timings = {"read": seconds, "total": seconds}
-    return skipped
-
-
-def _process(engine: Engine, task: _Task) -> FileResult:
-    """De-identify one file into the layout; never raises for per-file problems."""
-    skipped = _unchanged(task)
-    if skipped is not None:
-        return skipped
-    try:
-        result = engine.process_file(
-            task.source, _Layout(task), storage_options=task.storage_options
-        )
-    except Exception as exc:  # the engine promises not to raise; stay fail-closed if it does
-        result = _failed(
-            task.source, ErrorCode.INTERNAL_ERROR, f"engine error ({type(exc).__name__})"
-        )
-    result.source = task.source
-    if result.status != "ok":
-        result.output = None
-    return result
-
-
-# One engine per process, built on first use and reused across partitions with the same settings.
-_ENGINE: tuple[tuple[str, str], Engine] | None = None
-
-
-def _engine(policy: Policy, secret: str) -> Engine:
-    global _ENGINE
-    key = (policy.policy_hash(), hashlib.sha256(secret.encode()).hexdigest())
-    if _ENGINE is None or _ENGINE[0] != key:
-        from .pipeline import Engine
-
-        _ENGINE = (key, Engine(policy, secret))
-    return _ENGINE[1]
-
-
-_WORKER_SETTINGS: tuple[Policy, str] | None = None
-
-
-def _init_worker(policy: Policy, secret: str) -> None:
-    global _WORKER_SETTINGS
-    _WORKER_SETTINGS = (policy, secret)
-    _engine(policy, secret)  # load models once, before the first file
-
-
-def _work(task: _Task) -> FileResult:
-    assert _WORKER_SETTINGS is not None, "worker not initialised"
-    return _process(_engine(*_WORKER_SETTINGS), task)
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        # Workers fork from a server that has already imported the heavy modules (pydicom,
-        # the engine, spaCy): each worker then only loads the model.
-        preload = ["dicomscrub.core.runner", "dicomscrub.core.pipeline"]
-        preload += [m for m in ("spacy", "dicomscrub.core.text_detect") if find_spec(m)]
-        ctx.set_forkserver_preload(preload)
-    return ctx
-
-
-def _run_tasks(
-    tasks: Iterable[_Task], policy: Policy, secret: str, workers: int
-) -> Iterator[FileResult]:
-    """Yield one result per task, in task order, with at most ``4 * workers`` in flight."""
-    if workers <= 1:
-        engine = _engine(policy, secret)
-        for task in tasks:
-            yield _process(engine, task)
-        return
-    window = 4 * workers
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_mp_context(),
-        initializer=_init_worker,
-        initargs=(policy, secret),
-    ) as pool:
-        pending: deque[Future[FileResult]] = deque()
-        try:
-            for task in tasks:
-                pending.append(pool.submit(_work, task))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool:
-            raise RuntimeError(
-                "a worker process died (killed, out of memory, or it could not start); "
-                "the partition's audit was not changed"
-            ) from None
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 # --- the partition run ---------------------------------------------------------------------
@@ -489,143 +328,149 @@ def run_partition(
     secret = _resolve_secret(secret)
     policy_obj = Policy.load(policy)
     policy_hash = policy_obj.policy_hash()
-    rows = read_manifest(
-        manifest, storage_options=storage_options, secret=secret, partition=partition_key
-    )
-    if rows.empty:
-        raise ConfigurationError("the partition has no usable rows in the manifest")
-    partition_dir = join(output_root, partition_key)
-    inside = partition_dir if "://" in partition_dir else os.path.abspath(partition_dir)
-    if any(str(p).startswith(inside + "/") for p in rows["path"]):
-        raise ConfigurationError("sources lie inside the partition's output folder")
-
-    previous = (
-        _previous_successes(audit_root, partition_key, policy_hash, storage_options)
-        if resume
-        else {}
-    )
-    # Duplicate SOPInstanceUIDs would map to one output path: keep the first, fail the others.
-    duplicate = rows["sop_uid"].ne("") & rows["sop_uid"].duplicated(keep="first")
-    retain_uids = policy_obj.options.retain_uids
-    tasks = (
-        _Task(
-            source=str(row.path),
-            partition_dir=partition_dir,
-            originals=(str(row.study_uid), str(row.series_uid), str(row.sop_uid)),
-            retain_uids=retain_uids,
-            storage_options=storage_options,
-            previous_sha=previous.get(str(row.path), {}).get("source_sha256"),
-            previous_output=previous.get(str(row.path), {}).get("output"),
+    # The workers start now (imports, engine, models) while this process reads the manifest.
+    pool = WorkerPool(policy_obj, secret, workers) if workers > 1 else None
+    with pool or nullcontext():
+        rows = read_manifest(
+            manifest, storage_options=storage_options, secret=secret, partition=partition_key
         )
-        for row in rows[~duplicate].itertuples(index=False)
-    )
-    sizes = dict(zip(rows["path"].astype(str), rows["size"], strict=True))
+        if rows.empty:
+            raise ConfigurationError("the partition has no usable rows in the manifest")
+        partition_dir = join(output_root, partition_key)
+        inside = partition_dir if "://" in partition_dir else os.path.abspath(partition_dir)
+        if any(str(p).startswith(inside + "/") for p in rows["path"]):
+            raise ConfigurationError("sources lie inside the partition's output folder")
 
-    run_id = uuid.uuid4().hex
-    result = PartitionResult(
-        partition=partition_key,
-        files=len(rows),
-        output=partition_dir,
-        audit=audit_root,
-        max_failed_fraction=max_failed_fraction,
-        policy_hash=policy_hash,
-        run_id=run_id,
-    )
-    writer = PartitionAuditWriter(audit_root, partition_key, storage_options)
-    counts: Counter[str] = Counter()
-    by_type: Counter[str] = Counter()
-    by_location: Counter[str] = Counter()
-    codes: Counter[str] = Counter()
-    timings: dict[str, float] = dict.fromkeys(_STEPS, 0.0)
-    produced: set[str] = set()
-    carried: set[str] = set()
-
-    sample_changed = False
-
-    def record(file_result: FileResult) -> None:
-        nonlocal sample_changed
-        now = dt.datetime.now(dt.UTC)
-        counts[file_result.status] += 1
-        if file_result.status == "skipped":
-            earlier = previous[file_result.source]
-            carried.add(file_result.source)
-            writer.add_row(_carried_row(earlier, file_result, run_id, now))
-            file_result.frames = int(earlier.get("frames") or 0)
-            file_result.pixels_changed = bool(earlier.get("pixels_changed"))
-        else:
-            writer.add(
-                file_result,
-                source_size=int(sizes.get(file_result.source, -1)),
-                policy_hash=policy_hash,
-                engine_version=__version__,
-                run_id=run_id,
-                processed_at=now,
+        previous = (
+            _previous_successes(audit_root, partition_key, policy_hash, storage_options)
+            if resume
+            else {}
+        )
+        # Duplicate SOPInstanceUIDs would map to one output path: keep the first, fail the others.
+        duplicate = rows["sop_uid"].ne("") & rows["sop_uid"].duplicated(keep="first")
+        retain_uids = policy_obj.options.retain_uids
+        tasks = (
+            Task(
+                source=str(row.path),
+                partition_dir=partition_dir,
+                originals=(str(row.study_uid), str(row.series_uid), str(row.sop_uid)),
+                retain_uids=retain_uids,
+                storage_options=storage_options,
+                previous_sha=previous.get(str(row.path), {}).get("source_sha256"),
+                previous_output=previous.get(str(row.path), {}).get("output"),
             )
-        if file_result.status == "failed":
-            codes[file_result.error_code or ErrorCode.INTERNAL_ERROR.value] += 1
-        elif file_result.output:
-            produced.add(file_result.output)
-            if result.sample is None or (file_result.pixels_changed and not sample_changed):
-                result.sample = (file_result.source, file_result.output)
-                sample_changed = file_result.pixels_changed
-        for entity in file_result.entities:
-            by_type[entity.entity_type] += 1
-            by_location[entity.location] += 1
-        for step in _STEPS:
-            timings[step] += file_result.timings.get(step, 0.0)
-        result.frames += file_result.frames
-        result.pixels_changed += int(file_result.pixels_changed)
+            for row in rows[~duplicate].itertuples(index=False)
+        )
+        sizes = dict(zip(rows["path"].astype(str), rows["size"], strict=True))
 
-    try:
-        for dup in rows[duplicate].itertuples(index=False):
-            record(
-                _failed(
-                    str(dup.path),
-                    ErrorCode.INVALID_VALUE,
-                    "duplicate SOPInstanceUID in the partition; the first file is kept",
+        run_id = uuid.uuid4().hex
+        result = PartitionResult(
+            partition=partition_key,
+            files=len(rows),
+            output=partition_dir,
+            audit=audit_root,
+            max_failed_fraction=max_failed_fraction,
+            policy_hash=policy_hash,
+            run_id=run_id,
+        )
+        writer = PartitionAuditWriter(audit_root, partition_key, storage_options)
+        counts: Counter[str] = Counter()
+        by_type: Counter[str] = Counter()
+        by_location: Counter[str] = Counter()
+        codes: Counter[str] = Counter()
+        timings: dict[str, float] = dict.fromkeys(_STEPS, 0.0)
+        produced: set[str] = set()
+        carried: set[str] = set()
+
+        sample_changed = False
+
+        def record(file_result: FileResult) -> None:
+            nonlocal sample_changed
+            now = dt.datetime.now(dt.UTC)
+            counts[file_result.status] += 1
+            if file_result.status == "skipped":
+                earlier = previous[file_result.source]
+                carried.add(file_result.source)
+                writer.add_row(_carried_row(earlier, file_result, run_id, now))
+                file_result.frames = int(earlier.get("frames") or 0)
+                file_result.pixels_changed = bool(earlier.get("pixels_changed"))
+            else:
+                writer.add(
+                    file_result,
+                    source_size=int(sizes.get(file_result.source, -1)),
+                    policy_hash=policy_hash,
+                    engine_version=__version__,
+                    run_id=run_id,
+                    processed_at=now,
                 )
-            )
-        results = _run_tasks(tasks, policy_obj, secret, workers)
-        if progress:
-            from tqdm import tqdm  # type: ignore[import-untyped]
+            if file_result.status == "failed":
+                codes[file_result.error_code or ErrorCode.INTERNAL_ERROR.value] += 1
+            elif file_result.output:
+                produced.add(file_result.output)
+                if result.sample is None or (file_result.pixels_changed and not sample_changed):
+                    result.sample = (file_result.source, file_result.output)
+                    sample_changed = file_result.pixels_changed
+            for entity in file_result.entities:
+                by_type[entity.entity_type] += 1
+                by_location[entity.location] += 1
+            for step in _STEPS:
+                timings[step] += file_result.timings.get(step, 0.0)
+            result.frames += file_result.frames
+            result.pixels_changed += int(file_result.pixels_changed)
 
-            results = tqdm(
-                results,
-                total=len(rows) - int(duplicate.sum()),
-                unit="file",
-                desc=partition_key,
-                file=sys.stderr,
-            )
-        for file_result in results:
-            record(file_result)
-        if carried:
-            for table in _carried_entities(audit_root, partition_key, carried, storage_options):
-                writer.add_entity_table(table)
-                for name, column in (("entity_type", by_type), ("location", by_location)):
-                    column.update(Counter(table.column(name).to_pylist()))
-        result.stale_removed = _remove_stale(partition_dir, produced, storage_options)
-        paths = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    result.counts = dict(counts)
-    result.entities_by_type = dict(by_type)
-    result.entities_by_location = dict(by_location)
-    result.error_codes = dict(codes)
-    result.timings = {step: timings[step] for step in _STEPS}
-    result.audit_files = paths["files"]
-    result.audit_entities = paths["entities"]
-    result.seconds = time.perf_counter() - started
-    log.info(
-        "partition %s: %d files, %d ok, %d failed, %d skipped in %.1f s",
-        partition_key,
-        result.files,
-        result.ok,
-        result.failed,
-        result.skipped,
-        result.seconds,
-    )
-    return result
+        try:
+            for dup in rows[duplicate].itertuples(index=False):
+                record(
+                    failed(
+                        str(dup.path),
+                        ErrorCode.INVALID_VALUE,
+                        "duplicate SOPInstanceUID in the partition; the first file is kept",
+                    )
+                )
+            results = pool.run(tasks) if pool else run_here(tasks, policy_obj, secret)
+            if progress:
+                from tqdm import tqdm  # type: ignore[import-untyped]
+
+                results = tqdm(
+                    results,
+                    total=len(rows) - int(duplicate.sum()),
+                    unit="file",
+                    desc=partition_key,
+                    file=sys.stderr,
+                )
+            for file_result in results:
+                record(file_result)
+            if carried:
+                for table in _carried_entities(audit_root, partition_key, carried, storage_options):
+                    writer.add_entity_table(table)
+                    for name, column in (("entity_type", by_type), ("location", by_location)):
+                        column.update(Counter(table.column(name).to_pylist()))
+            result.stale_removed = _remove_stale(partition_dir, produced, storage_options)
+            paths = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        result.counts = dict(counts)
+        result.entities_by_type = dict(by_type)
+        result.entities_by_location = dict(by_location)
+        result.error_codes = dict(codes)
+        result.timings = {step: timings[step] for step in _STEPS}
+        result.audit_files = paths["files"]
+        result.audit_entities = paths["entities"]
+        if pool is not None:
+            result.pool_start_seconds = pool.start_seconds or 0.0
+            result.pool_restarts = pool.restarts
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "partition %s: %d files, %d ok, %d failed, %d skipped in %.1f s",
+            partition_key,
+            result.files,
+            result.ok,
+            result.failed,
+            result.skipped,
+            result.seconds,
+        )
+        return result
 
 
 def _carried_row(

@@ -30,6 +30,7 @@ from dicomscrub.core.errors import ConfigurationError
 from dicomscrub.core.manifest import build_manifest, partition_keys, write_manifest
 from dicomscrub.core.runner import PartitionFailedError, run_partition
 from dicomscrub.core.storage import filesystem, list_files
+from dicomscrub.core.workers import CRASH_HOOK_ENV
 from support import TEST_SECRET
 
 HEADER_ONLY = {"pixels": {"mode": "off"}}
@@ -392,6 +393,44 @@ def test_two_workers_match_one(
     }
     mine = reference["files"]["partition"] == key
     pd.testing.assert_frame_equal(got["files"], reference["files"][mine].reset_index(drop=True))
+
+
+@pytest.mark.slow
+def test_a_file_that_kills_its_worker_fails_alone_and_the_rest_goes_on(
+    corpus: tuple[Path, list[GeneratedFile]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process really dies (SIGKILL, as the out-of-memory killer does) on one file."""
+    files = corpus[1]
+    culprit = tmp_path / "kills-its-worker.dcm"
+    culprit.write_bytes(files[0].path.read_bytes())
+    sources = [str(f.path) for f in files[1:]] + [str(culprit)]
+    manifest = pd.DataFrame({"path": sources, "partition": "crash-1"})
+    monkeypatch.setenv(CRASH_HOOK_ENV, culprit.name)
+    out, audit = tmp_path / "out", tmp_path / "audit"
+    result = run_partition(
+        manifest, "crash-1", str(out), str(audit), policy=HEADER_ONLY, workers=2,
+        max_failed_fraction=0.5,
+    )  # fmt: skip
+    assert result.counts == {"ok": len(files) - 1, "failed": 1}
+    assert result.error_codes == {"worker_crashed": 1}
+    assert result.pool_restarts == 2  # after the pool broke, and after the culprit died alone
+    assert not result.budget_exceeded
+    rows = read_audit(str(audit), "files")
+    assert sorted(rows["source"]) == sorted(sources)  # every row once: the audit is complete
+    failed = rows.set_index("source").loc[str(culprit)]
+    assert (failed["status"], failed["error_code"]) == ("failed", "worker_crashed")
+    assert pd.isna(failed["output"])
+    assert failed["source_sha256"] == hashlib.sha256(culprit.read_bytes()).hexdigest()
+    assert not any(value in failed["error_message"] for value in _phi(files))
+    written = sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(rows["output"].dropna())  # no temporaries, nothing for the culprit
+    check = check_partition(manifest, "crash-1", str(out), str(audit))
+    assert check.passed, check.to_summary()
+    # without the crash the same file goes through: only the dead worker made it fail
+    monkeypatch.delenv(CRASH_HOOK_ENV)
+    again = run_partition(manifest, "crash-1", str(out), str(audit), policy=HEADER_ONLY, workers=2)
+    assert again.counts == {"ok": len(files)}
+    assert again.pool_restarts == 0
 
 
 _KILLED_RUN = """

@@ -1,0 +1,452 @@
+"""The per-file work of a partition run, and the worker pool that survives a crash.
+
+:func:`process` de-identifies one manifest row (a :class:`Task`) into the output
+layout ``<partition>/<study>/<series>/<sop>.dcm``. It runs in the calling
+process (``workers=1``) or in a :class:`WorkerPool`.
+
+The pool
+--------
+Worker processes fork from a ``forkserver`` (``spawn`` off Linux) that has
+already imported pydicom, the engine, the pixel path and spaCy, but not pandas
+or pyarrow: this module keeps the worker side free of them, which saves seconds
+at every start. Each worker then builds its :class:`~dicomscrub.core.pipeline.Engine`
+and loads the NER model and word lists once, before its first file.
+:attr:`WorkerPool.start_seconds` is the time from creating the pool to the first
+worker answering.
+
+:meth:`WorkerPool.run` keeps at most ``2 * workers`` files in flight and yields
+results **as they complete**, so a slow file never leaves the other workers idle.
+
+**Crash isolation.** When a worker process dies (a crash in a native codec, the
+out-of-memory killer, ``os._exit``), Python's pool fails every file in flight
+without saying which one killed it. The pool is then rebuilt and those files
+are retried **one at a time**: a file that kills its worker again, alone, is the
+culprit and gets a failed result with :attr:`ErrorCode.WORKER_CRASHED
+<dicomscrub.core.errors.ErrorCode.WORKER_CRASHED>` (nothing is written for it);
+the others come out as usual. Then the run goes on at full width. If the
+rebuilt pool cannot even start, :class:`RuntimeError` is raised.
+
+For tests only: when the environment variable ``DICOMSCRUB_TEST_CRASH_ON`` is set
+in the process that creates the pool, a pool worker kills itself (``SIGKILL``,
+as the out-of-memory killer does) on every file whose name contains its value.
+Files processed in the calling process (``workers=1``) are never affected.
+
+Examples
+--------
+>>> task = Task(source="/in/a.dcm", partition_dir="/out/p", originals=("1.2", "1.3", "1.4"),
+...             retain_uids=False, storage_options=None)
+>>> layout = Layout(task)
+>>> r = FileResult(source="/in/a.dcm", uids={"StudyInstanceUID": "2.25.1",
+...                "SeriesInstanceUID": "2.25.2", "SOPInstanceUID": "2.25.3"})
+>>> layout(r)
+'/out/p/2.25.1/2.25.2/2.25.3.dcm'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from importlib.util import find_spec
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError, DeidError, ErrorCode
+from .policy import Policy
+from .results import FileResult
+from .storage import filesystem, join, safe_component, sha256_of
+
+if TYPE_CHECKING:
+    from .pipeline import Engine
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CRASH_HOOK_ENV", "Layout", "Task", "WorkerPool", "engine_for", "process", "run_here"]
+
+#: Test-only: pool workers kill themselves on files whose name contains this variable's value.
+CRASH_HOOK_ENV = "DICOMSCRUB_TEST_CRASH_ON"
+#: Modules the fork server imports once, so that workers start with them loaded.
+PRELOAD = (
+    "dicomscrub.core.workers",
+    "dicomscrub.core.pipeline",
+    "dicomscrub.core.text_detect",
+    "dicomscrub.core.pixels",
+    "spacy",
+)
+_CRASHED_MESSAGE = (
+    "the worker process died while de-identifying this file, also when retried alone "
+    "(a crash in native code, or killed, e.g. out of memory); nothing was written"
+)
+
+
+# --- one file -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One manifest row to process. Picklable; sent to a worker."""
+
+    source: str
+    partition_dir: str
+    originals: tuple[str, ...]
+    retain_uids: bool
+    storage_options: dict[str, Any] | None
+    previous_sha: str | None = None
+    previous_output: str | None = None
+
+
+class Layout:
+    """The destination callable: ``<partition_dir>/<study>/<series>/<sop>.dcm``.
+
+    Every component is a pseudonymized UID checked to be a safe path component
+    and (unless the policy keeps UIDs) different from the source's UIDs.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __call__(self, result: FileResult) -> str:
+        parts = []
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = result.uids.get(keyword, "")
+            try:
+                safe_component(value, what=keyword)
+            except ConfigurationError:
+                raise DeidError(
+                    ErrorCode.WRITE_FAILED,
+                    f"the output {keyword} is not a safe path component",
+                ) from None
+            if not self.task.retain_uids and value in self.task.originals:
+                raise DeidError(
+                    ErrorCode.VERIFY_FAILED, f"the output {keyword} equals an original UID"
+                )
+            parts.append(value)
+        parts[-1] += ".dcm"
+        return join(self.task.partition_dir, *parts)
+
+
+def failed(source: str, code: ErrorCode, message: str, sha: str = "") -> FileResult:
+    """A failed :class:`FileResult` (``message`` must hold no PHI).
+
+    Examples
+    --------
+    >>> failed("/in/a.dcm", ErrorCode.WORKER_CRASHED, "died").error_code
+    'worker_crashed'
+    """
+    return FileResult(
+        source=source,
+        source_sha256=sha,
+        status="failed",
+        error_code=code.value,
+        error_message=message,
+    )
+
+
+def _unchanged(task: Task) -> FileResult | None:
+    """For ``resume``: a ``skipped`` result if the source and output are as before, else None."""
+    if task.previous_sha is None or task.previous_output is None:
+        return None
+    started = time.perf_counter()
+    try:
+        sha = sha256_of(filesystem(task.source, task.storage_options), task.source)
+        out_fs = filesystem(task.previous_output, task.storage_options)
+        if sha != task.previous_sha or not out_fs.exists(task.previous_output):
+            return None
+    except Exception:
+        return None  # let the engine report the problem
+    skipped = FileResult(
+        source=task.source, source_sha256=sha, status="skipped", output=task.previous_output
+    )
+    seconds = time.perf_counter() - started
+    skipped.timings = {"read": seconds, "total": seconds}
+    return skipped
+
+
+def process(engine: Engine, task: Task) -> FileResult:
+    """De-identify one file into the layout; never raises for per-file problems."""
+    skipped = _unchanged(task)
+    if skipped is not None:
+        return skipped
+    try:
+        result = engine.process_file(
+            task.source, Layout(task), storage_options=task.storage_options
+        )
+    except Exception as exc:  # the engine promises not to raise; stay fail-closed if it does
+        result = failed(
+            task.source, ErrorCode.INTERNAL_ERROR, f"engine error ({type(exc).__name__})"
+        )
+    result.source = task.source
+    if result.status != "ok":
+        result.output = None
+    return result
+
+
+# One engine per process, built on first use and reused across partitions with the same settings.
+_ENGINE: tuple[tuple[str, str], Engine] | None = None
+
+
+def engine_for(policy: Policy, secret: str) -> Engine:
+    """This process's engine for ``policy`` and ``secret`` (built once, then reused)."""
+    global _ENGINE
+    key = (policy.policy_hash(), hashlib.sha256(secret.encode()).hexdigest())
+    if _ENGINE is None or _ENGINE[0] != key:
+        from .pipeline import Engine
+
+        _ENGINE = (key, Engine(policy, secret))
+    return _ENGINE[1]
+
+
+def run_here(tasks: Iterable[Task], policy: Policy, secret: str) -> Iterator[FileResult]:
+    """Process ``tasks`` one after the other in this process (``workers=1``)."""
+    engine = engine_for(policy, secret)
+    for task in tasks:
+        yield process(engine, task)
+
+
+# --- worker process side ------------------------------------------------------------------------
+_SETTINGS: tuple[Policy, str, str | None] | None = None
+
+
+def _warm_up(policy: Policy) -> None:
+    """Load the NER model and word lists now rather than on the first file."""
+    try:
+        from .text_detect import TextDetector
+    except ImportError:  # the engine then runs without the text detector
+        return
+    TextDetector(policy.text).warm_up()
+
+
+def _init_worker(policy: Policy, secret: str, crash_on: str | None) -> None:
+    global _SETTINGS
+    _SETTINGS = (policy, secret, crash_on)
+    engine_for(policy, secret)
+    _warm_up(policy)
+
+
+def _ping() -> int:
+    """Answered once a worker has started (its initializer ran)."""
+    return os.getpid()
+
+
+def _work(task: Task) -> FileResult:
+    assert _SETTINGS is not None, "worker not initialised"
+    policy, secret, crash_on = _SETTINGS
+    if crash_on and crash_on in task.source.rpartition("/")[2]:
+        os.kill(os.getpid(), signal.SIGKILL)  # test hook (see CRASH_HOOK_ENV)
+    return process(engine_for(policy, secret), task)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([m for m in PRELOAD if find_spec(m)])
+    return ctx
+
+
+# --- the pool -----------------------------------------------------------------------------------
+class WorkerPool:
+    """A process pool for :func:`process` that isolates files which kill their worker.
+
+    Start-up begins when the pool is created, so the caller can do other work
+    (read the manifest) meanwhile. Use it as a context manager, or call
+    :meth:`close`.
+
+    Parameters
+    ----------
+    policy, secret
+        The engine settings every worker builds its engine with.
+    workers
+        Number of worker processes (at least 1).
+
+    Attributes
+    ----------
+    start_seconds
+        Seconds from creating the pool to the first worker answering (imports,
+        engine, models); ``None`` until then.
+    crashes
+        Files recorded as ``worker_crashed``.
+    restarts
+        Times the pool was rebuilt after a worker died.
+
+    Examples
+    --------
+    >>> from dicomscrub.core.policy import Policy
+    >>> with WorkerPool(Policy.load({"pixels": {"mode": "off"}}), "s", 2) as pool:
+    ...     list(pool.run([]))
+    []
+    """
+
+    def __init__(self, policy: Policy, secret: str, workers: int) -> None:
+        if workers < 1:
+            raise ConfigurationError("workers must be at least 1")
+        self.workers = workers
+        self.start_seconds: float | None = None
+        self.crashes = 0
+        self.restarts = 0
+        self._initargs = (policy, secret, os.environ.get(CRASH_HOOK_ENV) or None)
+        self._executor: ProcessPoolExecutor | None = None
+        self._ping: Future[int] | None = None
+        # Starting the fork server blocks until it has imported its modules (seconds): do it
+        # in a thread so that the caller goes on (reads the manifest) meanwhile.
+        self._start_error: BaseException | None = None
+        self._starter: threading.Thread | None = threading.Thread(
+            target=self._start_in_background, name="dicomscrub-pool-start", daemon=True
+        )
+        self._starter.start()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start_in_background(self) -> None:
+        try:
+            self._start()
+        except BaseException as exc:  # re-raised in the caller's thread by _started()
+            self._start_error = exc
+
+    def _started(self) -> ProcessPoolExecutor:
+        """The executor, once the background start has finished (re-raises its error)."""
+        if self._starter is not None:
+            self._starter.join()
+            self._starter = None
+            if self._start_error is not None:
+                raise self._start_error
+        assert self._executor is not None, "the pool is closed"
+        return self._executor
+
+    def _start(self) -> None:
+        started = time.perf_counter()
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=_mp_context(),
+            initializer=_init_worker,
+            initargs=self._initargs,
+        )
+        self._ping = self._executor.submit(_ping)
+
+        def answered(future: Future[int]) -> None:
+            if self.start_seconds is None and not future.cancelled() and not future.exception():
+                self.start_seconds = time.perf_counter() - started
+
+        self._ping.add_done_callback(answered)
+
+    def wait_ready(self) -> float:
+        """Block until a worker answers; return :attr:`start_seconds`.
+
+        Raises
+        ------
+        RuntimeError
+            The worker processes could not start.
+        """
+        self._started()
+        assert self._ping is not None
+        try:
+            self._ping.result()
+        except BrokenProcessPool:
+            raise RuntimeError(
+                "the worker processes could not start (see their log); "
+                "the partition's audit was not changed"
+            ) from None
+        return self.start_seconds or 0.0
+
+    def _restart(self) -> None:
+        self.restarts += 1
+        self.close()
+        self._start()
+        self.wait_ready()
+
+    def close(self) -> None:
+        """Cancel files not yet started, let running ones finish, stop the workers."""
+        if self._starter is not None:
+            self._starter.join()
+            self._starter = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _submit(self, task: Task) -> Future[FileResult]:
+        return self._started().submit(_work, task)
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[FileResult]:
+        """Yield one result per task, in completion order, at most ``2 * workers`` in flight."""
+        source = iter(tasks)
+        pending: dict[Future[FileResult], Task] = {}
+        window = 2 * self.workers
+        while True:
+            for task in source:
+                try:
+                    pending[self._submit(task)] = task
+                except BrokenProcessPool:  # broke since the last wait: found out below
+                    pending[_broken()] = task
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            suspects: list[Task] = []
+            for future in done:
+                task = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    suspects.append(task)
+                    continue
+                yield result
+            if not suspects:
+                continue
+            # A worker died: every file still in flight fails with the pool. Keep the ones
+            # that finished, then retry the others one at a time in a rebuilt pool.
+            for future in wait(pending).done:
+                task = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    suspects.append(task)
+                    continue
+                yield result
+            log.warning(
+                "a worker process died with %d files in flight; rebuilding the pool and "
+                "retrying them one at a time",
+                len(suspects),
+            )
+            self._restart()
+            yield from self._isolate(suspects)
+
+    def _isolate(self, suspects: list[Task]) -> Iterator[FileResult]:
+        for task in suspects:
+            try:
+                result = self._submit(task).result()
+            except BrokenProcessPool:
+                self.crashes += 1
+                log.warning("a file killed its worker process again when run alone: failed")
+                result = failed(task.source, ErrorCode.WORKER_CRASHED, _CRASHED_MESSAGE, _sha(task))
+                self._restart()
+            yield result
+
+
+def _broken() -> Future[FileResult]:
+    future: Future[FileResult] = Future()
+    future.set_exception(BrokenProcessPool("the pool broke before the file was submitted"))
+    return future
+
+
+def _sha(task: Task) -> str:
+    try:
+        return sha256_of(filesystem(task.source, task.storage_options), task.source)
+    except Exception:
+        return ""
