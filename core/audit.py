@@ -14,10 +14,24 @@ every row carries ``schema_version`` and the file metadata holds
 should select the columns they need.
 
 A partition's files are written under hidden temporary names while the run
-streams rows into them (memory does not grow with the partition), then renamed
-over ``part-0.parquet`` (an atomic replace locally and on object stores): a
-reader sees the previous audit of the partition or the new one, never half and
-never both. ``entities`` is committed before ``files``.
+streams rows into them (memory does not grow with the partition). The commit
+(:meth:`PartitionAuditWriter.commit`) then
+
+1. finishes both temporaries (flushed to disk with ``fsync`` when local),
+2. renames ``entities`` over its ``part-0.parquet``, then, straight after,
+   ``files`` over its own (``os.replace`` locally, a server-side copy on object
+   stores: each replace is atomic, the two together are not),
+3. removes leftovers of killed runs (hidden names: readers never see them).
+
+So each table is always either its previous complete version or its new one,
+never half. ``files`` is the commit record: once it shows a run, ``entities``
+already holds that run's rows. The one mixed state a reader can see is the new
+``entities`` with the previous ``files``: between the two renames (microseconds
+locally, one object copy on object stores), or, if the process dies exactly
+there, until the partition is run again. Both files carry the run's id in their
+Parquet footer (``dicomscrub.audit.run_id``, :func:`audit_run_ids`), so a reader
+that needs the two tables to match compares them, and :func:`check_partition`
+reports a mismatch (``torn_audit``).
 
 No raw PHI ever enters the audit: entity rows come from
 :meth:`dicomscrub.core.results.Entity.to_record` (keyed HMACs, safe
@@ -36,7 +50,11 @@ False
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
+import uuid
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -44,6 +62,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from .errors import ConfigurationError
 from .results import FileResult
@@ -65,6 +84,7 @@ __all__ = [
     "TIMING_STEPS",
     "PartitionAuditWriter",
     "PartitionCheck",
+    "audit_run_ids",
     "audit_summary",
     "audit_summary_cli",
     "check_partition",
@@ -81,6 +101,8 @@ SCHEMA_VERSION = 1
 TIMING_STEPS = ("read", "deidentify", "encode", "write", "total")
 _PART_FILE = "part-0.parquet"
 _TABLES = ("files", "entities")
+#: Parquet footer key holding the id of the run that wrote a partition's file.
+RUN_ID_KEY = b"dicomscrub.audit.run_id"
 
 
 def _metadata(table: str) -> dict[bytes, bytes]:
@@ -227,17 +249,19 @@ def entity_rows(result: FileResult) -> list[dict[str, Any]]:
 class _StreamingTable:
     """A Parquet file written row group by row group under a hidden temporary name."""
 
-    def __init__(self, fs: Any, final: str, schema: pa.Schema, batch_rows: int) -> None:
+    def __init__(
+        self, fs: Any, final: str, schema: pa.Schema, batch_rows: int, run_id: str
+    ) -> None:
         self.fs = fs
         self.final = final
         self.tmp = temp_sibling(final)
-        self.schema = schema
+        self.schema = schema.with_metadata({**(schema.metadata or {}), RUN_ID_KEY: run_id.encode()})
         self.batch_rows = batch_rows
         self.rows: list[dict[str, Any]] = []
         self.count = 0
         fs.makedirs(final.rpartition("/")[0], exist_ok=True)
         self._handle: IO[bytes] = fs.open(self.tmp, "wb")
-        self._writer = pq.ParquetWriter(self._handle, schema)
+        self._writer = pq.ParquetWriter(self._handle, self.schema)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.rows.extend(rows)
@@ -259,6 +283,10 @@ class _StreamingTable:
     def close(self) -> None:
         self.flush()
         self._writer.close()
+        if isinstance(self.fs, LocalFileSystem):  # on disk before it is renamed into place
+            self._handle.flush()
+            with suppress(AttributeError, OSError, io.UnsupportedOperation):
+                os.fsync(self._handle.fileno())
         self._handle.close()
 
     def abort(self) -> None:
@@ -282,6 +310,8 @@ class PartitionAuditWriter:
         Passed to fsspec.
     batch_rows
         Rows buffered in memory before a row group is written.
+    run_id
+        Written into both files' Parquet footers (default: a new random id).
 
     Examples
     --------
@@ -304,18 +334,25 @@ class PartitionAuditWriter:
         storage_options: dict[str, Any] | None = None,
         *,
         batch_rows: int = 2000,
+        run_id: str | None = None,
     ) -> None:
         self.audit_root = audit_root
         self.partition = partition
+        self.run_id = run_id or uuid.uuid4().hex
         self.fs = filesystem(audit_root, storage_options)
         self.files = _StreamingTable(
-            self.fs, partition_path(audit_root, "files", partition), FILES_SCHEMA, batch_rows
+            self.fs,
+            partition_path(audit_root, "files", partition),
+            FILES_SCHEMA,
+            batch_rows,
+            self.run_id,
         )
         self.entities = _StreamingTable(
             self.fs,
             partition_path(audit_root, "entities", partition),
             ENTITIES_SCHEMA,
             batch_rows * 4,
+            self.run_id,
         )
         self._done = False
 
@@ -353,20 +390,27 @@ class PartitionAuditWriter:
         self.entities.add_table(table)
 
     def commit(self) -> dict[str, str]:
-        """Close the temporaries and rename them into place (entities first).
+        """Finish both temporaries, then rename ``entities`` and ``files`` into place.
 
-        Any other file in the two partition folders (stale temporaries of a
-        killed run) is removed afterwards. Returns the two final paths.
+        Everything that can fail or take time (closing, ``fsync``, listing the
+        leftovers of killed runs) happens before the first rename, so the two
+        renames follow each other directly; ``files`` goes last and is the
+        commit record (see the module documentation for the exact guarantee).
+        Leftovers are removed afterwards. Returns the two final paths.
         """
-        self.entities.close()
-        self.files.close()
-        for table in (self.entities, self.files):
+        tables = (self.entities, self.files)
+        for table in tables:
+            table.close()
+        stale = [
+            p
+            for table in tables
+            for p in list_files(self.fs, table.final.rpartition("/")[0])
+            if p not in (table.final, table.tmp)
+        ]
+        for table in tables:
             replace_file(self.fs, table.tmp, table.final)
-        for table in (self.entities, self.files):
-            folder = table.final.rpartition("/")[0]
-            stale = [p for p in list_files(self.fs, folder) if p != table.final]
-            remove_files(self.fs, stale)
         self._done = True
+        remove_files(self.fs, stale)
         return {"files": self.files.final, "entities": self.entities.final}
 
     def abort(self) -> None:
@@ -456,6 +500,32 @@ def read_partition(
     frame = _read_file(fs, path, None)
     frame["partition"] = partition
     return frame
+
+
+def audit_run_ids(
+    audit_root: str, partition: str, *, storage_options: dict[str, Any] | None = None
+) -> dict[str, str | None]:
+    """The run id in each table's Parquet footer for one partition (``None``: no file or id).
+
+    The two are equal unless a reader caught a commit between its two renames
+    (or the committing process died there); see the module documentation.
+
+    Examples
+    --------
+    >>> audit_run_ids("memory://doctest-audit-ids", "p1")
+    {'files': None, 'entities': None}
+    """
+    fs = filesystem(audit_root, storage_options)
+    ids: dict[str, str | None] = {}
+    for table in ("files", "entities"):
+        path = partition_path(audit_root, table, partition)
+        ids[table] = None
+        with suppress(FileNotFoundError):
+            with fs.open(path, "rb") as handle:
+                meta = pq.read_schema(handle).metadata or {}
+            value = meta.get(RUN_ID_KEY)
+            ids[table] = value.decode() if value else None
+    return ids
 
 
 # --- summary -----------------------------------------------------------------------------------
@@ -550,6 +620,9 @@ class PartitionCheck:
         Files the run itself failed with ``verify_failed``.
     stale_outputs
         Files under the partition's output folder that no audit row names.
+    torn_audit
+        The ``files`` and ``entities`` footers name different runs (a commit
+        caught between its two renames, or a process that died there).
     """
 
     partition: str
@@ -564,12 +637,13 @@ class PartitionCheck:
     residual_keywords: dict[str, int] = field(default_factory=dict)
     verify_failures: int = 0
     stale_outputs: int = 0
+    torn_audit: bool = False
 
     @property
     def accounted_ok(self) -> bool:
-        """Every manifest row is in the audit exactly once, and nothing else is."""
+        """Every manifest row is in the audit exactly once, nothing else is, one run's audit."""
         return self.manifest_rows == self.audit_rows and not (
-            self.missing_rows or self.duplicate_rows or self.unexpected_rows
+            self.missing_rows or self.duplicate_rows or self.unexpected_rows or self.torn_audit
         )
 
     @property
@@ -600,6 +674,7 @@ class PartitionCheck:
             "residual_keywords": dict(sorted(self.residual_keywords.items())),
             "verify_failures": self.verify_failures,
             "stale_outputs": self.stale_outputs,
+            "torn_audit": self.torn_audit,
         }
 
 
@@ -646,6 +721,8 @@ def check_partition(
         check.missing_rows = len(rows)
         return check
     check.audit_rows = len(files)
+    ids = audit_run_ids(audit_root, partition_key, storage_options=storage_options)
+    check.torn_audit = None not in ids.values() and ids["files"] != ids["entities"]
     expected = set(rows["path"])
     counts = Counter(files["source"])
     check.missing_rows = len(expected - set(counts))

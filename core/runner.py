@@ -373,7 +373,7 @@ def run_partition(
             policy_hash=policy_hash,
             run_id=run_id,
         )
-        writer = PartitionAuditWriter(audit_root, partition_key, storage_options)
+        writer = PartitionAuditWriter(audit_root, partition_key, storage_options, run_id=run_id)
         counts: Counter[str] = Counter()
         by_type: Counter[str] = Counter()
         by_location: Counter[str] = Counter()

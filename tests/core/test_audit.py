@@ -211,3 +211,35 @@ def test_entity_rows_equal_to_record() -> None:
             k: record[k] for k in ENTITIES_SCHEMA.names if k in record
         }
         assert row["source"] == result.source
+
+
+def test_both_footers_name_the_run_and_a_torn_audit_is_reported(tmp_path: Path) -> None:
+    from dicomscrub.core.audit import audit_run_ids
+
+    root, other = str(tmp_path / "audit"), str(tmp_path / "other")
+    assert audit_run_ids(root, "p") == {"files": None, "entities": None}
+    writer = PartitionAuditWriter(root, "p", run_id="run-a")
+    writer.add(_result(0), source_size=1, policy_hash="x", engine_version="0", run_id="run-a",
+               processed_at=NOW)  # fmt: skip
+    writer.commit()
+    assert audit_run_ids(root, "p") == {"files": "run-a", "entities": "run-a"}
+    _write(root, "p", [_result(0)])  # a new writer: a new random id in both footers
+    ids = audit_run_ids(root, "p")
+    assert ids["files"] == ids["entities"] != "run-a"
+    assert pq.read_schema(partition_path(root, "files", "p")).names == FILES_SCHEMA.names
+
+    manifest = pd.DataFrame({"path": ["/in/0.dcm"], "partition": "p"})
+    manifest = manifest.assign(sop_uid="", series_uid="", study_uid="", modality="",
+                               study_date="", patient_key="", size=1)  # fmt: skip
+    kw = {"rescan_outputs": False}
+    assert not check_partition(manifest, "p", str(tmp_path / "o"), root, **kw).torn_audit
+    # The state a reader could catch between the two renames of a commit (or that a process
+    # killed right there leaves): the new entities next to the previous files.
+    PartitionAuditWriter(other, "p", run_id="run-b").commit()
+    Path(partition_path(root, "entities", "p")).write_bytes(
+        Path(partition_path(other, "entities", "p")).read_bytes()
+    )
+    check = check_partition(manifest, "p", str(tmp_path / "o"), root, **kw)
+    assert check.torn_audit
+    assert not check.accounted_ok
+    assert check.to_summary()["torn_audit"] is True
