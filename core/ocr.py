@@ -274,7 +274,8 @@ def get_backend(name: BackendName = "auto") -> OcrBackend:
 ROTATED_LINE_OFFSET = 1000
 _MARGIN = 12  # white border around each crop in the stacked image
 _GAP = 26  # white rows between stacked crops (less, and tesseract can merge neighbouring slots)
-_CROP_PAD = 3  # view pixels added around a region before OCR
+#: View pixels added around a region before OCR.
+CROP_PAD = 3
 
 
 @dataclass
@@ -303,6 +304,36 @@ def _normalise(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
         return np.full_like(crop, 255)
     scaled = (crop.astype(np.float32) - ink) * (255.0 / (background - ink))
     return np.asarray(np.clip(scaled, 0, 255), dtype=np.uint8)
+
+
+def _turns(region: Region) -> tuple[int, ...]:
+    """``np.rot90`` turns to read a region in: a rotated region both ways, and unturned as
+    well when it is not clearly taller than wide (which way it runs is then not certain)."""
+    if not region.rotated:
+        return (0,)
+    _, _, w, h = region.box
+    return (1, 3) if h >= 2.5 * w else (0, 1, 3)
+
+
+def _line_height(crop: NDArray[np.uint8]) -> int:
+    """Height of the text lines in a normalised crop (dark ink on white).
+
+    Rows holding ink form runs, one per line where lines are apart; the
+    tallest run is the line height (the crop height when lines touch).
+
+    Examples
+    --------
+    >>> c = np.full((30, 20), 255, np.uint8); c[2:9, 3:15] = 0; c[12:19, 3:15] = 0
+    >>> _line_height(c)
+    7
+    """
+    rows = np.flatnonzero((crop < 128).any(axis=1))
+    if rows.size == 0:
+        return int(crop.shape[0])
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    starts = np.concatenate(([rows[0]], rows[breaks + 1]))
+    ends = np.concatenate((rows[breaks], [rows[-1]]))
+    return int((ends - starts).max()) + 1
 
 
 def _scale_for(height: int) -> float:
@@ -342,12 +373,14 @@ def read_regions(
     top = _GAP
     for index, (view, region) in enumerate(items):
         x, y, w, h = region.box
-        y0, x0 = max(0, y - _CROP_PAD), max(0, x - _CROP_PAD)
-        y1, x1 = min(view.shape[0], y + h + _CROP_PAD), min(view.shape[1], x + w + _CROP_PAD)
+        y0, x0 = max(0, y - CROP_PAD), max(0, x - CROP_PAD)
+        y1, x1 = min(view.shape[0], y + h + CROP_PAD), min(view.shape[1], x + w + CROP_PAD)
         crop = _normalise(view[y0:y1, x0:x1])
-        for turns in (1, 3) if region.rotated else (0,):
+        for turns in _turns(region):
             turned = np.rot90(crop, turns) if turns else crop
             scale = _scale_for(turned.shape[0])
+            if turns == 0:  # lines stacked in one region: scale for one line, not the block
+                scale = max(scale, min(6.0, TARGET_HEIGHT / max(1, _line_height(turned))))
             if scale != 1.0:
                 size = (
                     max(1, round(turned.shape[1] * scale)),
@@ -362,6 +395,7 @@ def read_regions(
             pieces.append(turned)
             top += turned.shape[0] + _GAP
     result: list[list[Word]] = [[] for _ in items]
+    region_rotated = [region.rotated for _, region in items]
     if not pieces:
         return result
     width = max(p.shape[1] for p in pieces) + 2 * _MARGIN
@@ -380,6 +414,10 @@ def read_regions(
     for slot, found in zip(slots, per_slot, strict=True):
         if slot.turns == 3:  # the other reading of a rotated region: its own lines
             found = [Word(w.text, w.box, w.confidence, w.line + ROTATED_LINE_OFFSET) for w in found]
+        elif slot.turns == 0 and region_rotated[slot.item]:  # a squat "rotated" region, unturned
+            found = [
+                Word(w.text, w.box, w.confidence, w.line + 2 * ROTATED_LINE_OFFSET) for w in found
+            ]
         result[slot.item].extend(found)
     return result
 

@@ -47,13 +47,20 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+from scipy import ndimage
 
 from .encode import encode_pixels
 from .errors import DeidError, ErrorCode
-from .ocr import OcrBackend, Word, get_backend, read_regions
+from .ocr import CROP_PAD, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
-from .text_regions import Region, propose_for_frames
+from .text_regions import (
+    FrameChange,
+    Region,
+    frame_change,
+    pool_factor,
+    propose_text_regions,
+)
 
 PIXEL_TAG = "(7FE0,0010)"
 #: NER-only spans are masked when OCR read their words at least this confidently; deny-list and
@@ -334,11 +341,166 @@ class FrameText:
 
 
 def _same_crop(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
-    """Whether two view crops show the same thing (tolerating codec noise)."""
+    """Whether two view crops show the same thing (tolerating codec noise).
+
+    Examples
+    --------
+    >>> a = np.zeros((10, 30), np.uint8); b = a.copy(); b[2:8, 5] = 200   # one new stroke
+    >>> _same_crop(a, a + 1), _same_crop(a, b)
+    (True, False)
+    """
     if a.shape != b.shape:
         return False
-    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return bool(diff.mean() < 2.0 and (diff > 48).mean() < 0.002)
+    if np.array_equal(a, b):
+        return True
+    diff = np.maximum(a, b) - np.minimum(a, b)
+    return bool(diff.mean() < 2.0 and np.count_nonzero(diff > 48) <= 2)
+
+
+def _same_text(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
+    """Whether crop ``b`` shows the glyphs of crop ``a``, and no others, over any background.
+
+    A caption over moving anatomy: its ink (the pixels beyond the midpoint
+    between ``a``'s background and its extreme) keeps its values, and nothing
+    outside that ink (grown by a pixel) reaches the ink's side of the midpoint.
+
+    Examples
+    --------
+    >>> a = np.zeros((12, 30), np.uint8); a[3:9, 4:26:3] = 250          # glyph strokes
+    >>> b = a.copy(); b[:, :] = np.where(a > 0, 250, 60)               # a lighter background
+    >>> c = a.copy(); c[3:9, 28] = 250                                  # one more stroke
+    >>> _same_text(a, b), _same_text(a, c)
+    (True, False)
+    """
+    if a.shape != b.shape or a.size == 0:
+        return False
+    background = int(np.median(a))
+    high, low = int(a.max()), int(a.min())
+    if high - background >= background - low:
+        threshold = (background + high) // 2
+        ink, other = a > threshold, b > threshold
+    else:
+        threshold = (background + low) // 2
+        ink, other = a < threshold, b < threshold
+    if np.count_nonzero(ink) < 4 or abs(high - low) < 32:
+        return False
+    drift = np.abs(a[ink].astype(np.int16) - b[ink].astype(np.int16))
+    if np.count_nonzero(drift > 24) > 2:
+        return False
+    halo = ndimage.binary_dilation(ink)
+    return not np.any(other & ~halo)
+
+
+@dataclass
+class _Track:
+    """A proposed region and the distinct crops of it read so far (with their reading index)."""
+
+    region: Region
+    crops: list[tuple[NDArray[np.uint8], int]] = field(default_factory=list)
+    texty: bool = False
+
+
+class _FrameReader:
+    """Reads every frame of a multi-frame view while reading each distinct crop once.
+
+    Frame 0 is searched whole. Every later frame is compared with what each
+    16-pixel cell looked like when it was last searched; the cells that
+    changed (with a margin for context) are searched again, so text that
+    appears, moves, changes or fades in on any frame is proposed on that
+    frame. A region whose cells did not change keeps its reading from the
+    previous frame. Each proposal is read on its frame unless the same crop
+    (or the same glyphs over another background) was read before. Then every
+    region that held text on some frame is read on every frame where its
+    pixels differ from what was read, so a caption that dims or changes is
+    read again where it changed. At most two OCR calls, whatever the frame
+    count: the OCR cost follows the distinct captions, not the frames.
+    """
+
+    def __init__(self, views: NDArray[np.uint8], *, rotated: bool) -> None:
+        self.views = views
+        self.rotated = rotated
+        self.pool = pool_factor(views.shape[1:3])
+        self.tracks: dict[tuple[Box, bool], _Track] = {}
+        self.items: list[tuple[NDArray[np.uint8], Region]] = []
+        self.words: list[list[Word]] = []
+        self.status: list[dict[tuple[Box, bool], int]] = []
+
+    def _crop(self, frame: int, box: Box) -> NDArray[np.uint8]:
+        x, y, w, h = box
+        pad = CROP_PAD
+        return self.views[frame, max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad]
+
+    def _request(self, frame: int, track: _Track) -> int:
+        """Index of the reading of ``track`` on ``frame`` (queued for OCR when new)."""
+        crop = self._crop(frame, track.region.box)
+        for seen, index in track.crops:
+            if _same_crop(seen, crop) or _same_text(seen, crop):
+                return index
+        index = len(self.items)
+        self.items.append((self.views[frame], track.region))
+        track.crops.append((crop, index))
+        return index
+
+    def _read(self, backend: OcrBackend) -> None:
+        pending = self.items[len(self.words) :]
+        if pending:
+            self.words.extend(read_regions(backend, pending))
+
+    def _propose(self, frame: int, change: FrameChange | None) -> list[Region]:
+        view = self.views[frame]
+        if change is None:
+            return propose_text_regions(view, rotated=self.rotated, pool=self.pool)
+        found: dict[tuple[Box, bool], Region] = {}
+        for x0, y0, w, h in change.areas():
+            piece = view[y0 : y0 + h, x0 : x0 + w]
+            for r in propose_text_regions(piece, rotated=self.rotated, pool=self.pool):
+                x, y, rw, rh = r.box
+                region = replace(r, box=(x + x0, y + y0, rw, rh))
+                if change.touches(region.box):
+                    found.setdefault((region.box, region.rotated), region)
+        return list(found.values())
+
+    def run(self, backend: OcrBackend) -> list[FrameText]:
+        count = self.views.shape[0]
+        searched = self.views[0].copy()
+        for frame in range(count):
+            change = None if frame == 0 else frame_change(searched, self.views[frame])
+            if change is not None and change.any():
+                b = change.block
+                cells = np.repeat(np.repeat(change.cells, b, axis=0), b, axis=1)
+                changed = cells[: searched.shape[0], : searched.shape[1]]
+                np.copyto(searched, self.views[frame], where=changed)
+            status: dict[tuple[Box, bool], int] = {}
+            if change is None or change.any():
+                for region in self._propose(frame, change):
+                    key = (region.box, region.rotated)
+                    track = self.tracks.setdefault(key, _Track(region))
+                    status[key] = self._request(frame, track)
+            if change is not None:
+                previous = self.status[frame - 1]
+                for key, index in previous.items():
+                    if key not in status and not change.touches(key[0]):
+                        status[key] = index  # its pixels did not change since the last frame
+            self.status.append(status)
+        self._read(backend)
+        for status in self.status:
+            for key, index in status.items():
+                if not self.tracks[key].texty and any(_is_text(w) for w in self.words[index]):
+                    self.tracks[key].texty = True
+        for frame, status in enumerate(self.status):
+            for key, track in self.tracks.items():
+                if track.texty and key not in status:
+                    status[key] = self._request(frame, track)
+        self._read(backend)
+        frames: list[FrameText] = []
+        for status in self.status:
+            keys = sorted(status, key=lambda k: (k[0][1], k[0][0]))
+            frames.append(
+                _frame_text(
+                    [self.words[status[k]] for k in keys], [self.tracks[k].region for k in keys]
+                )
+            )
+        return frames
 
 
 def read_text(
@@ -347,65 +509,14 @@ def read_text(
     """Find and read the text of every frame; group words into lines.
 
     One frame: propose, read every region in one OCR call. Several frames
-    (cine): regions are proposed on about two passes for all frames
-    (:func:`.text_regions.propose_for_frames`); a region whose pixels are the
-    same on every frame is read once; a region whose pixels change (a frame
-    counter, text over moving anatomy, or the anatomy itself) is first read on
-    frame 0 and on the frames' maximum/minimum, and only when that finds text
-    is it read on each frame with distinct content. So the OCR cost follows
-    the number of distinct captions, not the number of frames.
+    (cine, multi-frame): every frame is searched where its pixels changed
+    and each distinct crop is read once (see :class:`_FrameReader`).
     """
-    regions = propose_for_frames(views, rotated=rotated)
-    count = views.shape[0]
-    readings: list[list[list[Word]]] = [[[] for _ in regions] for _ in range(count)]
-    if count == 1:
-        for i, words in enumerate(read_regions(backend, [(views[0], r) for r in regions])):
-            readings[0][i] = words
-        return [_frame_text(readings[0], regions)]
-
-    static: list[bool] = []
-    first: list[tuple[NDArray[np.uint8], Region]] = []
-    owners: list[tuple[int, bool]] = []  # (region, read on frame 0 rather than a projection)
-    frame0 = views[0]
-    projections = {True: views.max(axis=0), False: views.min(axis=0)}
-    for i, region in enumerate(regions):
-        x, y, w, h = region.box
-        crops = views[:, y : y + h, x : x + w]
-        same = all(_same_crop(crops[0], crops[f]) for f in range(1, count))
-        static.append(same)
-        first.append((frame0, region))
-        owners.append((i, True))
-        if not same:
-            first.append((projections[region.bright], region))
-            owners.append((i, False))
-    first_words = read_regions(backend, first)
-    texty = [False] * len(regions)
-    for (owner, on_frame0), words in zip(owners, first_words, strict=True):
-        if on_frame0:
-            for f in range(count if static[owner] else 1):
-                readings[f][owner] = words
-        texty[owner] |= any(_is_text(w) for w in words)
-
-    # Regions that change between frames and hold text: read each distinct crop once.
-    unique: list[tuple[NDArray[np.uint8], Region]] = []
-    assigned: list[tuple[int, int, int]] = []  # (frame, region, unique index)
-    for i, region in enumerate(regions):
-        if static[i] or not texty[i]:
-            continue
-        x, y, w, h = region.box
-        seen: list[tuple[NDArray[np.uint8], int]] = [(frame0[y : y + h, x : x + w], -1)]
-        for f in range(1, count):
-            crop = views[f, y : y + h, x : x + w]
-            match = next((u for c, u in seen if _same_crop(c, crop)), None)
-            if match is None:
-                match = len(unique)
-                unique.append((views[f], region))
-                seen.append((crop, match))
-            assigned.append((f, i, match))
-    later = read_regions(backend, unique) if unique else []
-    for f, i, u in assigned:
-        readings[f][i] = readings[0][i] if u < 0 else later[u]
-    return [_frame_text(readings[f], regions) for f in range(count)]
+    if views.shape[0] == 1:
+        regions = propose_text_regions(views[0], rotated=rotated)
+        readings = read_regions(backend, [(views[0], r) for r in regions])
+        return [_frame_text(readings, regions)]
+    return _FrameReader(views, rotated=rotated).run(backend)
 
 
 def _frame_text(readings: list[list[Word]], regions: list[Region]) -> FrameText:
@@ -510,6 +621,82 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
 #: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font):
 #: masked in ``phi`` mode even when the detector cannot parse it.
 _DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
+
+
+def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[Finding]:
+    """Add each finding to every other frame where its ink shows and no finding covers it.
+
+    A caption read as PHI on one frame is masked on every frame that shows
+    the same glyphs at the same place, even where OCR read it differently
+    (dimmer, over other anatomy, misread): a missed frame would be a leak.
+
+    Examples
+    --------
+    >>> views = np.zeros((3, 20, 40), np.uint8)
+    >>> views[:2, 5:12, 4:30:3] = 250; views[1, 5:12, 4:30:3] = 90   # dimmer on frame 1
+    >>> f = Finding(0, (4, 5, 25, 7), "PERSON", "ocr", 0.9, "x")
+    >>> [g.frame for g in spread_findings(views, [f])]
+    [0, 1]
+    """
+    if views.shape[0] == 1 or not findings:
+        return findings
+    boxes: dict[int, list[Box]] = {}
+    for f in findings:
+        boxes.setdefault(f.frame, []).append(f.box)
+    spread = list(findings)
+    done: set[Box] = set()
+    for f in findings:
+        if f.box in done:
+            continue
+        done.add(f.box)
+        ink = _ink(views[f.frame], f.box)
+        if ink is None:
+            continue
+        for frame in range(views.shape[0]):
+            if any(_covers(b, f.box) for b in boxes.get(frame, ())):
+                continue
+            if _shows(views[frame], f.box, ink):
+                spread.append(replace(f, frame=frame))
+                boxes.setdefault(frame, []).append(f.box)
+    return spread
+
+
+def _ink(view: NDArray[np.uint8], box: Box) -> tuple[NDArray[np.bool_], bool] | None:
+    """The glyph pixels of ``box`` (beyond the midpoint of background and extreme), and
+    whether they are brighter than the background; ``None`` when the box holds no contrast."""
+    x, y, w, h = box
+    crop = view[y : y + h, x : x + w].astype(np.int16)
+    if crop.size == 0:
+        return None
+    background = int(np.median(crop))
+    high, low = int(crop.max()), int(crop.min())
+    bright = high - background >= background - low
+    extreme = high if bright else low
+    if abs(extreme - background) < 12:
+        return None
+    threshold = (background + extreme) // 2
+    ink = crop > threshold if bright else crop < threshold
+    return (ink, bright) if np.count_nonzero(ink) >= 4 else None
+
+
+def _shows(view: NDArray[np.uint8], box: Box, ink: tuple[NDArray[np.bool_], bool]) -> bool:
+    """Whether ``view`` shows the glyphs ``ink`` (from another frame) in ``box``, to a pixel."""
+    mask, bright = ink
+    here = _ink(view, box)
+    if here is None or here[1] != bright:
+        return False
+    other = here[0]
+    near_mask, near_other = ndimage.binary_dilation(mask), ndimage.binary_dilation(other)
+    precision = int(np.count_nonzero(other & near_mask)) / max(1, int(np.count_nonzero(other)))
+    recall = int(np.count_nonzero(mask & near_other)) / max(1, int(np.count_nonzero(mask)))
+    return bool(precision >= 0.6 and recall >= 0.6)
+
+
+def _covers(outer: Box, inner: Box) -> bool:
+    """Whether ``outer`` covers at least 80% of ``inner``."""
+    w = min(outer[0] + outer[2], inner[0] + inner[2]) - max(outer[0], inner[0])
+    h = min(outer[1] + outer[3], inner[1] + inner[3]) - max(outer[1], inner[1])
+    return w > 0 and h > 0 and w * h >= 0.8 * inner[2] * inner[3]
 
 
 def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
@@ -813,12 +1000,9 @@ def redact_pixels(
     count = frames.shape[0]
 
     views = ocr_views(ds, decoded)
-    findings = [
-        trim_to_ink(views[f.frame], f)
-        for f in classify(
-            read_text(views, backend, rotated=settings.read_rotated), detector, mode=settings.mode
-        )
-    ]
+    texts = read_text(views, backend, rotated=settings.read_rotated)
+    found = [trim_to_ink(views[f.frame], f) for f in classify(texts, detector, mode=settings.mode)]
+    findings = spread_findings(views, found)
     for box in matching_regions(ds, settings.regions):
         for index in range(count):
             findings.append(Finding(index, box, "TEXT", "region", 1.0, ""))

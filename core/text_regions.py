@@ -318,6 +318,7 @@ def propose_text_regions(
     gap: int = 7,
     strong_factor: bool = True,
     polarity: str = "both",
+    pool: int | None = None,
 ) -> list[Region]:
     """Propose text lines in an 8-bit greyscale view.
 
@@ -335,6 +336,9 @@ def propose_text_regions(
         Require a few pixels of twice the threshold contrast in each line.
     polarity
         ``"both"``, ``"bright"`` (light text only) or ``"dark"`` (dark text only).
+    pool
+        Search at ``1 / pool`` resolution; default :func:`pool_factor` of the
+        view (pass the whole frame's factor when ``view`` is a piece of it).
 
     Returns
     -------
@@ -355,7 +359,7 @@ def propose_text_regions(
     wanted = [b for b in (True, False) if polarity == "both" or b == (polarity == "bright")]
     if polarity == "both" and not _has_light_background(view):
         wanted = [True]  # dark text needs a light background somewhere
-    factor = 2 if view.size > LARGE_IMAGE else 1
+    factor = pool_factor(view.shape) if pool is None else pool
     min_height = max(3, MIN_HEIGHT // factor)
     step = max(2, -(-gap // factor))
     regions: list[Region] = []
@@ -380,28 +384,87 @@ def propose_text_regions(
     return join_columns(join_words([_mark_tall(r) for r in merged]))
 
 
-def propose_for_frames(views: NDArray[np.uint8], *, rotated: bool = True) -> list[Region]:
-    """Propose text lines for every frame of a multi-frame view, in about two passes.
+def pool_factor(shape: tuple[int, ...]) -> int:
+    """Resolution divisor of the search: 2 for views over :data:`LARGE_IMAGE` pixels, else 1."""
+    return 2 if shape[0] * shape[1] > LARGE_IMAGE else 1
 
-    Frame 0 is searched for both polarities; the per-pixel maximum over all
-    frames for light text and the minimum for dark text, so that text shown
-    on any frame is found whatever the frame count. The caller reads each
-    region on every frame where its pixels differ.
+
+@dataclass
+class FrameChange:
+    """Where a frame differs from what was last searched, on a grid of ``block``-pixel cells.
+
+    Built by :func:`frame_change`; :meth:`touches` says whether a box holds a
+    changed cell, :meth:`areas` gives the pieces of the frame to search again.
+    """
+
+    cells: NDArray[np.bool_]
+    block: int
+    shape: tuple[int, int]
+
+    def any(self) -> bool:
+        """Whether anything changed."""
+        return bool(self.cells.any())
+
+    def touches(self, box: tuple[int, int, int, int]) -> bool:
+        """Whether ``box`` (view pixels) overlaps a changed cell."""
+        x, y, w, h = box
+        b = self.block
+        return bool(self.cells[y // b : -(-(y + h) // b), x // b : -(-(x + w) // b)].any())
+
+    def areas(self, margin: int = 2) -> list[tuple[int, int, int, int]]:
+        """Boxes around the changed cells, grown by ``margin`` cells (a line's context)."""
+        if not self.cells.any():
+            return []
+        grown = ndimage.binary_dilation(self.cells, iterations=margin) if margin else self.cells
+        labels, _ = ndimage.label(grown)
+        boxes: list[tuple[int, int, int, int]] = []
+        b = self.block
+        rows, cols = self.shape
+        for ys, xs in (s for s in ndimage.find_objects(labels) if s is not None):
+            x0, y0 = xs.start * b, ys.start * b
+            x1, y1 = min(cols, xs.stop * b), min(rows, ys.stop * b)
+            boxes.append((x0, y0, x1 - x0, y1 - y0))
+        return boxes
+
+
+#: A pixel whose view value moved by more than this since it was last searched is searched again.
+#: Text is proposed from a stroke contrast of 48: text that appears moves some of its pixels by
+#: at least half of that; codec noise on lossy cines stays below it.
+CHANGE_TOLERANCE = 16
+CHANGE_BLOCK = 16
+
+
+def frame_change(
+    searched: NDArray[np.uint8],
+    view: NDArray[np.uint8],
+    *,
+    tolerance: int = CHANGE_TOLERANCE,
+    block: int = CHANGE_BLOCK,
+) -> FrameChange:
+    """Cells of ``view`` that differ from ``searched`` by more than ``tolerance`` anywhere.
+
+    ``searched`` is what each cell looked like when it was last searched
+    (update it with the changed cells of ``view`` after searching them):
+    comparing with that rather than with the previous frame means a caption
+    fading in slowly is still searched once it differs enough.
 
     Examples
     --------
     >>> import numpy as np
-    >>> views = np.zeros((3, 40, 120), np.uint8)
-    >>> views[2, 10:22, 10:60:5] = 255            # text on the last frame only
-    >>> [r.box for r in propose_for_frames(views)]
-    [(10, 10, 46, 12)]
+    >>> a = np.zeros((64, 64), np.uint8); b = a.copy(); b[40, 5] = 200
+    >>> change = frame_change(a, b)
+    >>> change.touches((0, 32, 16, 16)), change.touches((32, 0, 8, 8)), change.areas(0)
+    (True, False, [(0, 32, 16, 16)])
     """
-    if views.shape[0] == 1:
-        return propose_text_regions(views[0], rotated=rotated)
-    regions = propose_text_regions(views[0], rotated=rotated)
-    regions += propose_text_regions(views.max(axis=0), rotated=rotated, polarity="bright")
-    regions += propose_text_regions(views.min(axis=0), rotated=rotated, polarity="dark")
-    return merge_overlapping(regions)
+    diff = np.maximum(searched, view) - np.minimum(searched, view) > tolerance
+    rows, cols = diff.shape
+    cell_rows, cell_cols = -(-rows // block), -(-cols // block)
+    if (rows, cols) != (cell_rows * block, cell_cols * block):
+        padded = np.zeros((cell_rows * block, cell_cols * block), bool)
+        padded[:rows, :cols] = diff
+        diff = padded
+    cells = np.asarray(diff.reshape(cell_rows, block, cell_cols, block).any(axis=(1, 3)))
+    return FrameChange(cells, block, (rows, cols))
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -439,7 +502,10 @@ def merge_overlapping(regions: list[Region]) -> list[Region]:
                 # Touching pieces join only when they stay one line high (not a growing blob).
                 one_line = y1 - y0 <= 1.6 * max(k.box[3], r.box[3])
                 if _overlap(k.box, r.box) > 0.6 or (one_line and _touch(k.box, r.box)):
-                    kept[i] = Region((x0, y0, x1 - x0, y1 - y0), k.rotated or r.rotated, k.bright)
+                    # Still a vertical line only when the union is tall: a narrow glyph ("I",
+                    # ",") marked rotated must not turn the whole caption it joins sideways.
+                    tall = (k.rotated or r.rotated) and y1 - y0 >= 2.5 * (x1 - x0)
+                    kept[i] = Region((x0, y0, x1 - x0, y1 - y0), tall, k.bright)
                     merged = True
                     break
             else:
