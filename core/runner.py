@@ -50,12 +50,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from . import __version__
-from .audit import PartitionAuditWriter, read_partition
 from .errors import ConfigurationError, ErrorCode
-from .manifest import read_manifest
 from .policy import Policy
 from .results import FileResult
 from .storage import (
@@ -70,6 +66,11 @@ from .workers import Task, WorkerPool, failed, run_here
 
 if TYPE_CHECKING:
     import argparse
+
+    import pandas as pd
+
+# pandas and pyarrow (via .manifest and .audit) are imported inside the functions, after the
+# worker pool has started: the fork server's imports then overlap with theirs (seconds each).
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,8 @@ def _previous_successes(
     audit_root: str, partition: str, policy_hash: str, storage_options: dict[str, Any] | None
 ) -> dict[str, dict[str, Any]]:
     """``source -> files row`` of earlier ok/skipped rows made with the same policy and engine."""
+    from .audit import read_partition
+
     previous = read_partition(audit_root, "files", partition, storage_options=storage_options)
     if previous is None:
         return {}
@@ -279,6 +282,7 @@ def run_partition(
     resume: bool = False,
     storage_options: dict[str, Any] | None = None,
     progress: bool = False,
+    pool: WorkerPool | None = None,
 ) -> PartitionResult:
     """De-identify one manifest partition and replace its audit.
 
@@ -307,6 +311,11 @@ def run_partition(
         Passed to fsspec for the manifest, sources, outputs and audit.
     progress
         Show a progress bar (tqdm) on stderr.
+    pool
+        A running :class:`~dicomscrub.core.workers.WorkerPool` built with the same
+        policy and secret, to share one pool between partitions (``workers`` is
+        then ignored; the pool stays open). By default a pool of ``workers``
+        processes is started for this partition and closed at its end.
 
     Returns
     -------
@@ -328,9 +337,17 @@ def run_partition(
     secret = _resolve_secret(secret)
     policy_obj = Policy.load(policy)
     policy_hash = policy_obj.policy_hash()
-    # The workers start now (imports, engine, models) while this process reads the manifest.
-    pool = WorkerPool(policy_obj, secret, workers) if workers > 1 else None
-    with pool or nullcontext():
+    own_pool = None
+    if pool is None and workers > 1:
+        # The workers start now (imports, engine, models) while this process reads the manifest.
+        pool = own_pool = WorkerPool(policy_obj, secret, workers)
+    elif pool is not None and not pool.serves(policy_obj, secret):
+        raise ConfigurationError("the worker pool was started with another policy or secret")
+    restarts = pool.restarts if pool is not None else 0
+    with own_pool or nullcontext():
+        from .audit import PartitionAuditWriter
+        from .manifest import read_manifest
+
         rows = read_manifest(
             manifest, storage_options=storage_options, secret=secret, partition=partition_key
         )
@@ -458,8 +475,8 @@ def run_partition(
         result.audit_files = paths["files"]
         result.audit_entities = paths["entities"]
         if pool is not None:
-            result.pool_start_seconds = pool.start_seconds or 0.0
-            result.pool_restarts = pool.restarts
+            result.pool_start_seconds = (own_pool.start_seconds or 0.0) if own_pool else 0.0
+            result.pool_restarts = pool.restarts - restarts
         result.seconds = time.perf_counter() - started
         log.info(
             "partition %s: %d files, %d ok, %d failed, %d skipped in %.1f s",
@@ -477,6 +494,8 @@ def _carried_row(
     previous: dict[str, Any], skipped: FileResult, run_id: str, now: dt.datetime
 ) -> dict[str, Any]:
     """The ``files`` row of a file skipped by ``resume``: the earlier row, re-stamped."""
+    import pandas as pd
+
     row = {k: None if pd.isna(v) else v for k, v in previous.items() if k != "partition"}
     row.update(
         status="skipped",
@@ -530,6 +549,8 @@ def _remove_stale(
 
 # --- command line ----------------------------------------------------------------------------
 def _table(results: list[PartitionResult]) -> str:
+    import pandas as pd
+
     frame = pd.DataFrame(
         [
             {
@@ -552,10 +573,10 @@ def _table(results: list[PartitionResult]) -> str:
 def run_cli(args: argparse.Namespace) -> int:
     """``dicomscrub run MANIFEST --output OUT --audit AUDIT (--partition KEY ... | --all)``.
 
-    Exit status: 0 when every partition is within its failure budget, 1 otherwise.
+    With ``--workers N`` (N > 1) one pool of worker processes serves every
+    partition. Exit status: 0 when every partition is within its failure
+    budget, 1 otherwise.
     """
-    from .manifest import partition_keys
-
     if args.ephemeral_secret:
         secret = secrets.token_hex(32)
         log.warning("using an ephemeral secret: pseudonyms will not match any other run")
@@ -565,27 +586,32 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"no pseudonymization secret: set {args.secret_env} or pass --ephemeral-secret"
             )
-    manifest = read_manifest(args.manifest, secret=secret)
-    keys: list[str] = partition_keys(manifest) if args.all else list(args.partition)
-    unknown = set(keys) - set(partition_keys(manifest))
-    if unknown:
-        raise ConfigurationError(f"{len(unknown)} requested partitions are not in the manifest")
-    results = []
-    for key in keys:
-        results.append(
+    policy = Policy.load(args.policy)
+    pool = WorkerPool(policy, secret, args.workers) if args.workers > 1 else None
+    with pool or nullcontext():
+        from .manifest import partition_keys, read_manifest
+
+        manifest = read_manifest(args.manifest, secret=secret)
+        keys: list[str] = partition_keys(manifest) if args.all else list(args.partition)
+        unknown = set(keys) - set(partition_keys(manifest))
+        if unknown:
+            raise ConfigurationError(f"{len(unknown)} requested partitions are not in the manifest")
+        results = [
             run_partition(
                 manifest,
                 key,
                 args.output,
                 args.audit,
-                policy=args.policy,
+                policy=policy,
                 secret=secret,
                 workers=args.workers,
                 max_failed_fraction=args.max_failed_fraction,
                 resume=args.resume,
                 progress=not args.quiet,
+                pool=pool,
             )
-        )
+            for key in keys
+        ]
     print(_table(results))
     print(f"outputs under {args.output}; audit under {args.audit}")
     return 1 if any(r.budget_exceeded for r in results) else 0

@@ -192,10 +192,14 @@ def process(engine: Engine, task: Task) -> FileResult:
 _ENGINE: tuple[tuple[str, str], Engine] | None = None
 
 
+def _settings_key(policy: Policy, secret: str) -> tuple[str, str]:
+    return policy.policy_hash(), hashlib.sha256(secret.encode()).hexdigest()
+
+
 def engine_for(policy: Policy, secret: str) -> Engine:
     """This process's engine for ``policy`` and ``secret`` (built once, then reused)."""
     global _ENGINE
-    key = (policy.policy_hash(), hashlib.sha256(secret.encode()).hexdigest())
+    key = _settings_key(policy, secret)
     if _ENGINE is None or _ENGINE[0] != key:
         from .pipeline import Engine
 
@@ -292,6 +296,7 @@ class WorkerPool:
         self.crashes = 0
         self.restarts = 0
         self._initargs = (policy, secret, os.environ.get(CRASH_HOOK_ENV) or None)
+        self._key = _settings_key(policy, secret)
         self._executor: ProcessPoolExecutor | None = None
         self._ping: Future[int] | None = None
         # Starting the fork server blocks until it has imported its modules (seconds): do it
@@ -344,6 +349,10 @@ class WorkerPool:
                 self.start_seconds = time.perf_counter() - started
 
         self._ping.add_done_callback(answered)
+
+    def serves(self, policy: Policy, secret: str) -> bool:
+        """Whether the workers were built with this policy and secret."""
+        return self._key == _settings_key(policy, secret)
 
     def wait_ready(self) -> float:
         """Block until a worker answers; return :attr:`start_seconds`.

@@ -28,9 +28,10 @@ from dicomscrub.core.audit import VOLATILE_FILE_COLUMNS, check_partition, read_a
 from dicomscrub.core.cli import main
 from dicomscrub.core.errors import ConfigurationError
 from dicomscrub.core.manifest import build_manifest, partition_keys, write_manifest
+from dicomscrub.core.policy import Policy
 from dicomscrub.core.runner import PartitionFailedError, run_partition
 from dicomscrub.core.storage import filesystem, list_files
-from dicomscrub.core.workers import CRASH_HOOK_ENV
+from dicomscrub.core.workers import CRASH_HOOK_ENV, WorkerPool
 from support import TEST_SECRET
 
 HEADER_ONLY = {"pixels": {"mode": "off"}}
@@ -381,18 +382,24 @@ def test_two_workers_match_one(
     first_run: tuple[Path, Path, list],  # type: ignore[type-arg]
     tmp_path: Path,
 ) -> None:
-    """A process pool (forkserver, 2 workers) writes what the in-process run wrote."""
-    key = partition_keys(manifest)[0]
+    """One pool (forkserver, 2 workers) shared by both partitions writes what the in-process
+    run wrote."""
     out, audit = tmp_path / "out", tmp_path / "audit"
-    pooled = run_partition(manifest, key, str(out), str(audit), policy=HEADER_ONLY, workers=2)
-    assert pooled.counts == {"ok": 4}
-    reference = _snapshot(str(first_run[0]), str(first_run[1]))
-    got = _snapshot(str(out), str(audit))
-    assert got["outputs"] == {
-        k: v for k, v in reference["outputs"].items() if k.startswith(f"/{key}/")
-    }
-    mine = reference["files"]["partition"] == key
-    pd.testing.assert_frame_equal(got["files"], reference["files"][mine].reset_index(drop=True))
+    policy = Policy.load(HEADER_ONLY)
+    keys = partition_keys(manifest)
+    with WorkerPool(policy, TEST_SECRET, 2) as pool:
+        results = [
+            run_partition(manifest, key, str(out), str(audit), policy=policy, pool=pool)
+            for key in keys
+        ]
+        with pytest.raises(ConfigurationError, match="another policy or secret"):
+            run_partition(manifest, keys[0], str(out), str(audit), policy="default", pool=pool)
+    assert [r.counts for r in results] == [{"ok": 4}, {"ok": 4}]
+    assert pool.start_seconds is not None
+    assert pool.start_seconds > 0
+    assert [r.pool_start_seconds for r in results] == [0.0, 0.0]  # started by the caller
+    assert pool.restarts == 0
+    _assert_same(_snapshot(str(first_run[0]), str(first_run[1])), _snapshot(str(out), str(audit)))
 
 
 @pytest.mark.slow
