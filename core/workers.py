@@ -74,13 +74,15 @@ __all__ = ["CRASH_HOOK_ENV", "Layout", "Task", "WorkerPool", "engine_for", "proc
 
 #: Test-only: pool workers kill themselves on files whose name contains this variable's value.
 CRASH_HOOK_ENV = "DICOMSCRUB_TEST_CRASH_ON"
-#: Modules the fork server imports once, so that workers start with them loaded.
+#: Modules the fork server imports once, so that workers start with them loaded; the last
+#: one also loads the default NER model and word lists there (see :func:`preload`).
 PRELOAD = (
     "dicomscrub.core.workers",
     "dicomscrub.core.pipeline",
     "dicomscrub.core.text_detect",
     "dicomscrub.core.pixels",
     "spacy",
+    "dicomscrub.core.forkserver_preload",
 )
 _CRASHED_MESSAGE = (
     "the worker process died while de-identifying this file, also when retried alone "
@@ -225,6 +227,20 @@ def _warm_up(policy: Policy) -> None:
     except ImportError:  # the engine then runs without the text detector
         return
     TextDetector(policy.text).warm_up()
+
+
+def preload() -> None:
+    """Load the default text policy's NER model and word lists into this process.
+
+    The fork server calls it once (through :mod:`dicomscrub.core.forkserver_preload`):
+    every worker forked from it then starts with them in memory, shared
+    copy-on-write, instead of loading them itself. A policy with another model
+    loads its own in the worker's initializer.
+    """
+    try:
+        _warm_up(Policy())
+    except Exception:  # never break the fork server: each worker then loads its own
+        log.warning("could not preload the NER model in the fork server", exc_info=True)
 
 
 def _init_worker(policy: Policy, secret: str, crash_on: str | None) -> None:
