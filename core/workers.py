@@ -7,12 +7,14 @@ process (``workers=1``) or in a :class:`WorkerPool`.
 The pool
 --------
 Worker processes fork from a ``forkserver`` (``spawn`` off Linux) that has
-already imported pydicom, the engine, the pixel path and spaCy, but not pandas
-or pyarrow: this module keeps the worker side free of them, which saves seconds
-at every start. Each worker then builds its :class:`~dicomscrub.core.pipeline.Engine`
-and loads the NER model and word lists once, before its first file.
+already imported pydicom, the engine, the pixel path and spaCy and loaded the
+default NER model and word lists (:func:`preload`), but not pandas or pyarrow:
+this module keeps the worker side free of them, which saves seconds at every
+start. Each worker then builds its :class:`~dicomscrub.core.pipeline.Engine`
+(and loads another NER model if its policy names one) before its first file.
 :attr:`WorkerPool.start_seconds` is the time from creating the pool to the first
-worker answering.
+worker answering: about 3 s for the first pool of a process, well under a
+second for the next ones (a rebuild after a crash), whose fork server is warm.
 
 :meth:`WorkerPool.run` keeps at most ``2 * workers`` files in flight and yields
 results **as they complete**, so a slow file never leaves the other workers idle.
