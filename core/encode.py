@@ -38,6 +38,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -94,7 +97,12 @@ def target_syntax(source: UID) -> UID:
 
 
 def encode_pixels(
-    ds: Dataset, frames: NDArray[np.generic], *, photometric: str, source: UID
+    ds: Dataset,
+    frames: NDArray[np.generic],
+    *,
+    photometric: str,
+    source: UID,
+    changed: Sequence[bool] | None = None,
 ) -> UID:
     """Store ``frames`` as the pixel data of ``ds``; return the transfer syntax used.
 
@@ -114,6 +122,12 @@ def encode_pixels(
         upsampled, ...).
     source
         The transfer syntax the pixels were read from.
+    changed
+        Which frames changed. When the pixels are written back in their own
+        compressed transfer syntax (RLE, JPEG-LS or JPEG 2000 lossless, one
+        sample per pixel for the latter two) and the colour model is the
+        stored one, unchanged frames keep their original compressed bytes and
+        only the changed frames are encoded.
 
     Raises
     ------
@@ -122,6 +136,7 @@ def encode_pixels(
     """
     if not hasattr(ds, "file_meta"):
         ds.file_meta = FileMetaDataset()
+    stored_photometric = str(ds.get("PhotometricInterpretation", ""))
     ds.PhotometricInterpretation = photometric
     if int(ds.get("SamplesPerPixel", 1)) > 1:
         ds.PlanarConfiguration = 0
@@ -136,6 +151,18 @@ def encode_pixels(
     if not source.is_little_endian:
         _parse_every_element(ds)
     target = target_syntax(source)
+    if (
+        changed is not None
+        and target == source
+        and photometric == stored_photometric
+        and (target == RLELossless or int(ds.get("SamplesPerPixel", 1)) == 1)
+        and not all(changed)
+    ):
+        try:
+            _encode_changed_frames(ds, frames, changed, target)
+            return target
+        except Exception:  # fall back to encoding every frame
+            pass
     if target.is_compressed:
         try:
             array = frames[0] if frames.shape[0] == 1 else frames
@@ -151,6 +178,39 @@ def encode_pixels(
         ) from None
     ds.file_meta.TransferSyntaxUID = target
     return target
+
+
+def _encode_changed_frames(
+    ds: Dataset, frames: NDArray[np.generic], changed: Sequence[bool], target: UID
+) -> None:
+    """Encapsulate the original bytes of unchanged frames and newly encoded changed frames."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.pixels.encoders.base import get_encoder
+
+    count = frames.shape[0]
+    originals = list(generate_frames(ds.PixelData, number_of_frames=count))
+    if len(originals) != count or len(changed) != count:
+        raise ValueError("frame count mismatch")
+    encoder = get_encoder(target)
+    options: dict[str, Any] = {
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "samples_per_pixel": int(ds.get("SamplesPerPixel", 1)),
+        "bits_allocated": int(ds.BitsAllocated),
+        "bits_stored": int(ds.BitsStored),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0)),
+        "photometric_interpretation": str(ds.PhotometricInterpretation),
+        "number_of_frames": 1,
+        "planar_configuration": 0,
+    }
+    fragments = [
+        encoder.encode(np.ascontiguousarray(frames[i]), **options) if changed[i] else originals[i]
+        for i in range(count)
+    ]
+    ds.PixelData = encapsulate(fragments)
+    elem = ds["PixelData"]
+    elem.VR = "OB"
+    elem.is_undefined_length = True
 
 
 def _parse_every_element(ds: Dataset) -> None:

@@ -27,10 +27,13 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -357,6 +360,11 @@ def read_regions(
     :data:`ROTATED_LINE_OFFSET`): the wrong way up usually reads as noise, but
     tesseract is sometimes confident about noise, so the classifier sees both.
 
+    Readings are cached per backend by the crop's content (a keyed digest of
+    its pixels, kept in memory only, at most :data:`CACHE_SIZE` crops): the
+    captions of a series (name, ID, hospital) repeat pixel for pixel from
+    image to image and from frame to frame, and are read once.
+
     Examples
     --------
     >>> import numpy as np
@@ -368,6 +376,76 @@ def read_regions(
     ...                                               [(view, Region((10, 22, 60, 14)))])]
     [['Liver', '5']]
     """
+    result: list[list[Word]] = [[] for _ in items]
+    todo: dict[bytes, list[tuple[int, tuple[int, int]]]] = {}
+    with _CACHE_LOCK:
+        cache = _CACHES.get(backend)
+        if cache is None:
+            cache = _CACHES[backend] = OrderedDict()
+    for index, (view, region) in enumerate(items):
+        key, origin = _crop_key(view, region)
+        with _CACHE_LOCK:
+            cached = cache.get(key)
+            if cached is not None:
+                cache.move_to_end(key)
+        if cached is not None:
+            result[index] = _shifted(cached, origin)
+        else:
+            todo.setdefault(key, []).append((index, origin))
+    if not todo:
+        return result
+    keys = list(todo)
+    first = [todo[k][0][0] for k in keys]
+    read = _read_stacked(backend, [items[i] for i in first])
+    with _CACHE_LOCK:
+        for key, words in zip(keys, read, strict=True):
+            origin = todo[key][0][1]
+            cache[key] = _shifted(words, (-origin[0], -origin[1]))
+            while len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+    for key, words in zip(keys, read, strict=True):
+        base = todo[key][0][1]
+        for index, origin in todo[key]:
+            result[index] = _shifted(words, (origin[0] - base[0], origin[1] - base[1]))
+    return result
+
+
+#: Crops whose readings are kept per backend (about 1 KB each).
+CACHE_SIZE = 4096
+_CACHES: weakref.WeakKeyDictionary[OcrBackend, OrderedDict[bytes, list[Word]]] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
+_CACHE_KEY = os.urandom(16)  # digests are keyed per process: nothing to match them against
+
+
+def _crop_key(view: NDArray[np.uint8], region: Region) -> tuple[bytes, tuple[int, int]]:
+    """Digest of what OCR would see for ``region`` (crop pixels, shape, reading turns), and the
+    crop's origin in the view."""
+    x, y, w, h = region.box
+    y0, x0 = max(0, y - CROP_PAD), max(0, x - CROP_PAD)
+    y1, x1 = min(view.shape[0], y + h + CROP_PAD), min(view.shape[1], x + w + CROP_PAD)
+    crop = np.ascontiguousarray(view[y0:y1, x0:x1])
+    digest = hashlib.blake2b(crop.tobytes(), key=_CACHE_KEY, digest_size=20)
+    digest.update(f"{crop.shape}|{_turns(region)}|{TARGET_HEIGHT}".encode())
+    return digest.digest(), (x0, y0)
+
+
+def _shifted(words: list[Word], offset: tuple[int, int]) -> list[Word]:
+    dx, dy = offset
+    if not dx and not dy:
+        return list(words)
+    return [
+        Word(w.text, (w.box[0] + dx, w.box[1] + dy, w.box[2], w.box[3]), w.confidence, w.line)
+        for w in words
+    ]
+
+
+def _read_stacked(
+    backend: OcrBackend,
+    items: Sequence[tuple[NDArray[np.uint8], Region]],
+) -> list[list[Word]]:
+    """Stack the crops of ``items`` into one image, read it, map words back (no cache)."""
     slots: list[_Slot] = []
     pieces: list[NDArray[np.uint8]] = []
     top = _GAP
@@ -379,8 +457,13 @@ def read_regions(
         for turns in _turns(region):
             turned = np.rot90(crop, turns) if turns else crop
             scale = _scale_for(turned.shape[0])
-            if turns == 0:  # lines stacked in one region: scale for one line, not the block
-                scale = max(scale, min(6.0, TARGET_HEIGHT / max(1, _line_height(turned))))
+            if turns == 0 and turned.shape[0] <= 3 * TARGET_HEIGHT:
+                # Small lines stacked in one region: scale for one line, not for the block
+                # (at most to four line heights tall: speckle has short "lines" too).
+                line = _line_height(turned)
+                if line < 0.6 * turned.shape[0]:
+                    most = 4 * TARGET_HEIGHT / turned.shape[0]
+                    scale = max(scale, min(6.0, most, TARGET_HEIGHT / max(1, line)))
             if scale != 1.0:
                 size = (
                     max(1, round(turned.shape[1] * scale)),

@@ -222,54 +222,87 @@ def decode(ds: Dataset) -> Decoded:
 
 
 def grey_frames(ds: Dataset, decoded: Decoded) -> NDArray[Any]:
-    """One grey value per pixel, per frame (float32 for colour, native otherwise).
+    """One grey value per pixel, per frame, in integers where the data are integers.
 
-    Colour becomes the brightest channel (coloured annotations stay bright);
-    palette colour goes through its lookup table first.
+    Colour becomes the brightest channel (coloured annotations stay bright):
+    RGB directly, YBR through an integer YCbCr-to-RGB transform, palette
+    colour through a table of each index's brightest channel.
+
+    Examples
+    --------
+    >>> from pydicom.uid import RLELossless
+    >>> ybr = np.array([[[[128, 128, 128], [76, 85, 255]]]], np.uint8)   # grey, red
+    >>> grey_frames(Dataset(), Decoded(ybr, "YBR_FULL", RLELossless)).tolist()
+    [[[128, 254]]]
     """
     frames = decoded.frames
     pi = decoded.photometric
     if pi == "PALETTE COLOR":
         from pydicom.pixels.processing import apply_color_lut
 
-        return np.stack([apply_color_lut(f, ds).max(axis=-1) for f in frames]).astype(np.float32)
-    if frames.ndim == 4:
-        if pi.startswith("YBR"):
-            from pydicom.pixels.processing import convert_color_space
+        count = 1 << (8 * frames.dtype.itemsize)
+        table = apply_color_lut(np.arange(count, dtype=frames.dtype), ds).max(axis=-1)
+        return np.asarray(table[frames])
+    if frames.ndim == 4 and pi.startswith("YBR") and frames.dtype == np.uint8:
+        return _ybr_brightest(frames)
+    if frames.ndim == 4 and pi.startswith("YBR"):
+        from pydicom.pixels.processing import convert_color_space
 
-            rgb = np.stack([convert_color_space(f, pi, "RGB") for f in frames])
-            return np.asarray(rgb.max(axis=-1), dtype=np.float32)
-        return np.asarray(frames.max(axis=-1), dtype=np.float32)
+        rgb = np.stack([convert_color_space(f, pi, "RGB") for f in frames])
+        return np.asarray(rgb.max(axis=-1), dtype=np.float32)
+    if frames.ndim == 4:  # channel by channel: a reduction over the short last axis is slow
+        return np.asarray(np.maximum(np.maximum(frames[..., 0], frames[..., 1]), frames[..., 2]))
     return frames
+
+
+def _ybr_brightest(frames: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """max(R, G, B) of 8-bit YBR_FULL pixels (ITU-R BT.601 full range), in integers."""
+    y = frames[..., 0].astype(np.int16)
+    cb = frames[..., 1].astype(np.int16) - 128
+    cr = frames[..., 2].astype(np.int16) - 128
+    # R = Y + 1.402 Cr, G = Y - 0.344 Cb - 0.714 Cr, B = Y + 1.772 Cb (coefficients x 64)
+    red = (90 * cr) >> 6
+    green = -(22 * cb + 46 * cr) >> 6
+    blue = (113 * cb) >> 6
+    top = np.maximum(np.maximum(red, green), blue)
+    return np.asarray(np.clip(y + top, 0, 255), dtype=np.uint8)
+
+
+#: Pixel values sampled (over frames and rows) to set the view's grey window.
+WINDOW_SAMPLE = 250_000
 
 
 def ocr_views(ds: Dataset, decoded: Decoded) -> NDArray[np.uint8]:
     """Return an 8-bit view of every frame, for OCR only (never written).
 
-    Grey levels are stretched between robust percentiles taken over all frames
-    (so a caption that repeats on every frame looks the same on every frame);
-    MONOCHROME1 is inverted so the view looks as displayed.
+    Grey levels are stretched between robust percentiles (0.5 and 99.5) taken
+    over all frames (so a caption that repeats on every frame looks the same on
+    every frame); MONOCHROME1 is inverted so the view looks as displayed.
+    Integer data go through a lookup table (one gather, no float maths).
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from pydicom.dataset import Dataset
     >>> from pydicom.uid import ExplicitVRLittleEndian
     >>> d = Decoded(np.array([[[0, 1000], [3000, 4095]]], np.uint16), "MONOCHROME1",
     ...             ExplicitVRLittleEndian)
     >>> ocr_views(Dataset(), d)[0].tolist()
-    [[255, 194], [68, 0]]
+    [[255, 193], [69, 0]]
     """
     grey = grey_frames(ds, decoded)
-    step = max(1, int(np.sqrt(grey[0].size / 250_000)))
-    sample = grey[:, ::step, ::step]
-    lo, hi = (float(v) for v in np.percentile(sample, (0.5, 99.5)))
+    count = grey.shape[0]
+    frame_step = max(1, int(np.ceil(count * grey[0].size / WINDOW_SAMPLE / 4)))
+    frame_step = min(frame_step, max(1, count // 4)) if count > 4 else 1
+    picked = grey[::frame_step]
+    step = max(1, int(np.ceil(np.sqrt(picked.size / WINDOW_SAMPLE))))
+    sample = picked[:, ::step, ::step]
+    integer = grey.dtype.kind in "ui" and grey.dtype.itemsize <= 2
+    lo, hi = _percentiles(sample, integer)
     if hi <= lo:
         lo, hi = float(sample.min()), float(sample.max())
     if hi <= lo:
         hi = lo + 1.0
     invert = decoded.photometric == "MONOCHROME1"
-    if grey.dtype.kind in "ui" and grey.dtype.itemsize <= 2:
+    if integer:
         # A lookup table over every possible stored value: one gather instead of float math.
         base = int(np.iinfo(grey.dtype).min)
         values = np.arange(base, int(np.iinfo(grey.dtype).max) + 1, dtype=np.float32)
@@ -277,12 +310,27 @@ def ocr_views(ds: Dataset, decoded: Decoded) -> NDArray[np.uint8]:
         if invert:
             lut = 255 - lut
         index = grey.astype(np.int32) - base if base else grey
-        return np.asarray(lut[index], dtype=np.uint8)
+        return np.asarray(np.take(lut, index), dtype=np.uint8)
     scaled = (grey.astype(np.float32) - lo) * (255.0 / (hi - lo))
     view: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
     if invert:
         view = np.asarray(255 - view, dtype=np.uint8)
     return view
+
+
+def _percentiles(sample: NDArray[Any], integer: bool) -> tuple[float, float]:
+    """The 0.5th and 99.5th percentiles of ``sample`` (a histogram for integers: no sort)."""
+    if not integer:
+        lo, hi = np.percentile(sample, (0.5, 99.5))
+        return float(lo), float(hi)
+    values = sample.ravel()
+    base = int(values.min()) if values.dtype.kind == "i" else 0
+    counts = np.cumsum(np.bincount(values.astype(np.int64) - base if base else values))
+    total = int(counts[-1])
+    # the sample ranked floor(0.5%) from the bottom and ceil(99.5%): the window errs wide
+    lo = int(np.searchsorted(counts, np.floor(0.005 * (total - 1)), side="right"))
+    hi = int(np.searchsorted(counts, np.ceil(0.995 * (total - 1)), side="right"))
+    return float(lo + base), float(hi + base)
 
 
 # --- find and classify text --------------------------------------------------------------------
@@ -446,6 +494,24 @@ class _FrameReader:
         if pending:
             self.words.extend(read_regions(backend, pending))
 
+    def _snap(self, region: Region) -> Region:
+        """Grow ``region`` over the tracked regions it continues on its line.
+
+        The same caption is proposed with slightly different boxes on different
+        frames (a counter "9/40" then "10/40"): one box for all of them means
+        one region read per distinct content, not every variant on every frame.
+        """
+        box = region.box
+        grown = True
+        while grown:
+            grown = False
+            for other, rotated in self.tracks:
+                if rotated == region.rotated and other != box and _one_line(box, other, rotated):
+                    union = _union([box, other])
+                    grown = union != box
+                    box = union
+        return region if box == region.box else replace(region, box=box)
+
     def _propose(self, frame: int, change: FrameChange | None) -> list[Region]:
         view = self.views[frame]
         if change is None:
@@ -472,7 +538,8 @@ class _FrameReader:
                 np.copyto(searched, self.views[frame], where=changed)
             status: dict[tuple[Box, bool], int] = {}
             if change is None or change.any():
-                for region in self._propose(frame, change):
+                for found in self._propose(frame, change):
+                    region = self._snap(found)
                     key = (region.box, region.rotated)
                     track = self.tracks.setdefault(key, _Track(region))
                     status[key] = self._request(frame, track)
@@ -488,8 +555,11 @@ class _FrameReader:
                 if not self.tracks[key].texty and any(_is_text(w) for w in self.words[index]):
                     self.tracks[key].texty = True
         for frame, status in enumerate(self.status):
+            read_here = [k[0] for k in status]
             for key, track in self.tracks.items():
                 if track.texty and key not in status:
+                    if any(_covers(box, key[0]) for box in read_here):
+                        continue  # a larger region read on this frame holds it
                     status[key] = self._request(frame, track)
         self._read(backend)
         frames: list[FrameText] = []
@@ -501,6 +571,16 @@ class _FrameReader:
                 )
             )
         return frames
+
+
+def _one_line(a: Box, b: Box, rotated: bool) -> bool:
+    """Whether two boxes overlap on one text line (columns for rotated text)."""
+    if rotated:
+        a, b = (a[1], a[0], a[3], a[2]), (b[1], b[0], b[3], b[2])
+    across = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    down = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    height = max(a[1] + a[3], b[1] + b[3]) - min(a[1], b[1])
+    return across > 0 and down >= 0.5 * min(a[3], b[3]) and height <= 1.3 * max(a[3], b[3])
 
 
 def read_text(
@@ -850,19 +930,36 @@ def pad_box(box: Box, padding: int, shape: tuple[int, ...]) -> Box | None:
 
 
 def background_fill(frame: NDArray[Any], box: Box) -> NDArray[Any]:
-    """The most common stored value (per pixel, all samples) in a 2-pixel ring around ``box``."""
+    """The most common stored value (per pixel, all samples) in a 2-pixel ring around ``box``.
+
+    Ties go to the lowest value (colour: the lowest in channel order).
+
+    Examples
+    --------
+    >>> f = np.full((10, 10), 7, np.uint16); f[0, :] = 3; f[4:6, 4:6] = 900
+    >>> int(background_fill(f, (4, 4, 2, 2)))
+    7
+    """
     x, y, w, h = box
     rows, cols = frame.shape[:2]
     y0, y1, x0, x1 = max(0, y - 2), min(rows, y + h + 2), max(0, x - 2), min(cols, x + w + 2)
-    ring = np.ones((y1 - y0, x1 - x0), bool)
-    ring[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = False
-    values = frame[y0:y1, x0:x1][ring]
-    if values.size == 0:  # the box covers the whole image
-        values = frame.reshape(-1, *frame.shape[2:])
-    if values.ndim == 1:
-        uniq, counts = np.unique(values, return_counts=True)
-        return np.asarray(uniq[np.argmax(counts)])
-    uniq, counts = np.unique(values, axis=0, return_counts=True)
+    strips = [
+        frame[y0:y, x0:x1],  # above
+        frame[y + h : y1, x0:x1],  # below
+        frame[y : y + h, x0:x],  # left
+        frame[y : y + h, x + w : x1],  # right
+    ]
+    samples = frame.shape[2:]
+    values = np.concatenate([s.reshape(-1, *samples) for s in strips])
+    if values.shape[0] == 0:  # the box covers the whole image
+        values = frame.reshape(-1, *samples)
+    if values.ndim == 2:  # colour: one integer per pixel (samples of up to 16 bits), same order
+        packed = np.zeros(values.shape[0], np.int64)
+        for channel in range(values.shape[1]):
+            packed = (packed << 17) | (values[:, channel].astype(np.int64) & 0x1FFFF)
+        uniq, first, counts = np.unique(packed, return_index=True, return_counts=True)
+        return np.asarray(values[first[np.argmax(counts)]])
+    uniq, counts = np.unique(values, return_counts=True)
     return np.asarray(uniq[np.argmax(counts)])
 
 
@@ -1008,16 +1105,18 @@ def redact_pixels(
             findings.append(Finding(index, box, "TEXT", "region", 1.0, ""))
 
     entities: list[Entity] = []
-    changed = False
+    frame_changed = [False] * count
     for f in findings:
         padded = pad_box(f.box, settings.padding if f.detector == "ocr" else 0, frames.shape[1:3])
         if padded is None:
             continue
-        changed |= mask_box(frames[f.frame], padded)
+        frame_changed[f.frame] |= mask_box(frames[f.frame], padded)
         entities.append(_entity(f, padded, PIXEL_TAG, "PixelData", hmac, keep_raw_text))
 
+    changed = any(frame_changed)
     if hidden_overlay_bits(ds):
         changed = True  # the decoded values are already clean: re-encoding drops the bits
+        frame_changed = [True] * count
         entities.append(
             Entity(
                 location="pixel",
@@ -1044,7 +1143,13 @@ def redact_pixels(
             entities.append(_entity(f, f.box, tag, "OverlayData", hmac, keep_raw_text, frame=0))
 
     if changed:
-        encode_pixels(ds, frames, photometric=decoded.photometric, source=decoded.source)
+        encode_pixels(
+            ds,
+            frames,
+            photometric=decoded.photometric,
+            source=decoded.source,
+            changed=frame_changed,
+        )
     if changed or "BurnedInAnnotation" in ds:
         ds.BurnedInAnnotation = "NO"
     return PixelOutcome(entities=entities, changed=changed or overlay_changed, frames=count)

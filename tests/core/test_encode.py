@@ -132,3 +132,31 @@ def test_extended_offset_table_is_dropped() -> None:
     encode_pixels(ds, frames, photometric=photometric, source=RLELossless)
     assert "ExtendedOffsetTable" not in ds
     assert "ExtendedOffsetTableLengths" not in ds
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [(RLELossless, "uint8-rgb"), (RLELossless, "int16-12bit"), (JPEGLSLossless, "int16-12bit")],
+)
+def test_only_changed_frames_are_encoded_again(source: UID, name: str) -> None:
+    """Frames without a masked box keep their original compressed bytes."""
+    from pydicom.encaps import generate_frames
+
+    frames, photometric, bits = ARRAYS[name]
+    ds = _dataset(frames, photometric, bits)
+    ds.PlanarConfiguration = 0 if frames.ndim == 4 else None
+    if frames.ndim != 4:
+        del ds.PlanarConfiguration
+    ds.compress(source, frames, generate_instance_uid=False)
+    ds = _roundtrip(ds)
+    original = list(generate_frames(ds.PixelData, number_of_frames=frames.shape[0]))
+    edited = frames.copy()
+    edited[1, 5:9, 5:20] = edited[1, 0, 0]  # a masked box on frame 1 only
+    changed = [i == 1 for i in range(frames.shape[0])]
+    used = encode_pixels(ds, edited, photometric=photometric, source=source, changed=changed)
+    assert used == source
+    out = _roundtrip(ds)
+    now = list(generate_frames(out.PixelData, number_of_frames=frames.shape[0]))
+    assert now[0] == original[0]
+    assert now[1] != original[1]
+    assert np.array_equal(decode(out).frames, edited)
