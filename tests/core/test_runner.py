@@ -403,6 +403,25 @@ def test_two_workers_match_one(
 
 
 @pytest.mark.slow
+def test_cli_runs_every_partition_on_one_pool(
+    manifest: pd.DataFrame,
+    first_run: tuple[Path, Path, list],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "manifest.parquet"
+    write_manifest(manifest, str(path))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('pixels:\n  mode: "off"\n')
+    out, audit = tmp_path / "out", tmp_path / "audit"
+    code = main(
+        ["-q", "run", str(path), "--output", str(out), "--audit", str(audit), "--all",
+         "--workers", "2", "--policy", str(policy)]
+    )  # fmt: skip
+    assert code == 0
+    _assert_same(_snapshot(str(first_run[0]), str(first_run[1])), _snapshot(str(out), str(audit)))
+
+
+@pytest.mark.slow
 def test_a_file_that_kills_its_worker_fails_alone_and_the_rest_goes_on(
     corpus: tuple[Path, list[GeneratedFile]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
