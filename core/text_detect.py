@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import logging
 import re
@@ -40,6 +41,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from rapidfuzz import fuzz, process
@@ -47,6 +49,7 @@ from rapidfuzz.distance import Levenshtein
 
 from .policy import TextPolicy
 from .text_patterns import (
+    DEVICE_KEYWORDS,
     ENTITY_TYPES,
     WORD_RE,
     Span,
@@ -57,7 +60,14 @@ from .text_patterns import (
     vocabulary,
 )
 
-__all__ = ["ENTITY_TYPES", "RecordIdentifiers", "Span", "TextDetector", "load_ner_model"]
+__all__ = [
+    "DEVICE_KEYWORDS",
+    "ENTITY_TYPES",
+    "RecordIdentifiers",
+    "Span",
+    "TextDetector",
+    "load_ner_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +174,10 @@ class RecordIdentifiers:
         Addresses and residence (split on ``^``, ``,`` and line breaks too).
     phones
         Telephone numbers and telecom information.
+    devices
+        Manufacturer, model, software and coil names (:data:`DEVICE_KEYWORDS`).
+        Not identifiers: their words never make NER flag a span in this
+        record (``RHAPSODE`` as a model name is not a place).
 
     Examples
     --------
@@ -179,6 +193,7 @@ class RecordIdentifiers:
     organizations: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
 
     @classmethod
     def from_dataset(cls, ds: Any) -> RecordIdentifiers:
@@ -197,8 +212,21 @@ class RecordIdentifiers:
         >>> RecordIdentifiers.from_dataset(ds).names  # in tag order
         ('SMITH^JOHN', 'DOE^JANE')
         """
+        return cls.from_elements(_walk(ds, 0))
+
+    @classmethod
+    def from_elements(cls, elements: Iterable[tuple[str, str, Any]]) -> RecordIdentifiers:
+        """Collect the identifiers from ``(keyword, VR, value)`` of every element at any depth.
+
+        The same rules as :meth:`from_dataset`, for callers that walk the dataset
+        themselves (the header engine reads values from the raw bytes).
+
+        >>> RecordIdentifiers.from_elements([("PatientName", "PN", "DOE^JANE"),
+        ...                                  ("Manufacturer", "LO", "ACME")]).devices
+        ('ACME',)
+        """
         found: dict[str, dict[str, None]] = {f.name: {} for f in fields(cls)}
-        for keyword, vr, value in _walk(ds, 0):
+        for keyword, vr, value in elements:
             if vr == "PN":
                 target = "names"
             elif keyword in ID_KEYWORDS:
@@ -211,6 +239,8 @@ class RecordIdentifiers:
                 target = "locations"
             elif keyword in PHONE_KEYWORDS:
                 target = "phones"
+            elif keyword in DEVICE_KEYWORDS:
+                target = "devices"
             else:
                 continue
             for item in _values(value):
@@ -243,7 +273,7 @@ class RecordIdentifiers:
             parsed = _parse_name(raw)
             if parsed is None:
                 continue
-            out.update(_checkable_forms(parsed, vocab))
+            out.update(_checkable_forms(parsed))
             out.update(p for p in parsed.parts_raw if _part_is_standalone(p, parsed, vocab))
         out.update(i.strip() for i in self.ids if _id_checkable(i))
         for value in self.dates:
@@ -255,8 +285,8 @@ class RecordIdentifiers:
         return sorted(v for v in out if v)
 
     def is_empty(self) -> bool:
-        """True when no identifier is known."""
-        return not any(getattr(self, f.name) for f in fields(self))
+        """True when no identifier is known (device names are not identifiers)."""
+        return not any(getattr(self, f.name) for f in fields(self) if f.name != "devices")
 
 
 def _walk(ds: Any, depth: int) -> Iterator[tuple[str, str, Any]]:
@@ -297,6 +327,7 @@ class _Name:
     single: bool  # the name has one word only
 
 
+@lru_cache(maxsize=4096)
 def _parse_name(raw: str) -> _Name | None:
     value = raw.strip().rstrip("^=").strip()
     if not value:
@@ -344,15 +375,17 @@ def _part_is_standalone(part: str, name: _Name, vocab: Vocabulary) -> bool:
     return not vocab.is_safe_word(fold(part))
 
 
-def _checkable_forms(name: _Name, vocab: Vocabulary) -> list[str]:
+@lru_cache(maxsize=4096)
+def _checkable_forms(name: _Name) -> tuple[str, ...]:
     """Whole-name forms, except a one-word name that is a vocabulary word ("OB", "AC")."""
+    vocab = vocabulary()  # the base word lists: policy.text.allow never hides a record's name
     out = []
     for form in name.forms:
         words = [fold(w) for w in WORD_RE.findall(form)]
         if len(words) == 1 and (vocab.is_safe_word(words[0]) or len(words[0]) < 2):
             continue
         out.append(form)
-    return out
+    return tuple(out)
 
 
 def _org_checkable(value: str, vocab: Vocabulary) -> bool:
@@ -378,12 +411,13 @@ def _id_checkable(value: str) -> bool:
     return len(value) >= 4 and any(c.isalnum() for c in value)
 
 
-def _date_forms(value: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _date_forms(value: str) -> frozenset[str]:
     text = value.strip()
     try:
         day = _dt.datetime.strptime(text[:8], "%Y%m%d").date()
     except ValueError:
-        return {text} if len(text) >= 6 else set()
+        return frozenset({text} if len(text) >= 6 else ())
     y, m, d = day.year, day.month, day.day
     yy = f"{y % 100:02d}"
     mon = _MONTHS[m - 1]
@@ -405,7 +439,7 @@ def _date_forms(value: str) -> set[str]:
                 forms.update({f"{dd}-{mname}-{year}", f"{dd} {mname} {year}"})
             forms.add(f"{dd}{mname}{y}")
             forms.update({f"{mname} {dd}, {y}", f"{mname} {dd} {y}"})
-    return forms
+    return frozenset(forms)
 
 
 def _location_terms(value: str) -> set[str]:
@@ -454,28 +488,248 @@ _STREET_WORDS = frozenset(
 )
 
 
-def _term_regex(term: str) -> str | None:
-    words = [re.escape(w.group()) for w in WORD_RE.finditer(term)]
-    if not words:
-        return None
-    return r"[\W_]*".join(words)
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
-def _alternation(terms: Iterable[str]) -> re.Pattern[str] | None:
-    parts = sorted({p for p in (_term_regex(t) for t in terms) if p}, key=len, reverse=True)
-    if not parts:
-        return None
-    return re.compile(r"(?<![^\W_])(?:" + "|".join(parts) + r")(?![^\W_])", re.IGNORECASE)
+def _squeeze(text: str) -> str:
+    """The letters and digits of ``text``, case-folded: what a term match compares.
+
+    >>> _squeeze("O'Brien, JANE"), _squeeze("07/22/1943")
+    ('obrienjane', '07221943')
+    """
+    return _NOT_ALNUM.sub("", text).casefold()
+
+
+class _TermIndex:
+    """Whole-word, case-insensitive matching of many terms, whatever separates their words.
+
+    A term matches a stretch of text that starts and ends at the edges of
+    letter/digit runs and whose letters and digits, case-folded, are the
+    term's: ``DOE^JANE`` matches ``Doe, Jane``, ``DOE JANE`` and ``DOEJANE``;
+    ``07/22/1943`` matches ``07-22-1943`` and ``07221943``. Building one is a
+    sort (no regular expression to compile), so the record's identifiers cost
+    little; a search looks each run of the text up in the sorted terms.
+
+    >>> index = _TermIndex([("DOE^JANE", "PERSON"), ("07/22/1943", "DATE")])
+    >>> [(s, e, t) for s, e, t in index.find("seen: Doe, Jane (07.22.1943); DOEJANES")]
+    [(6, 15, 'PERSON'), (17, 27, 'DATE')]
+    """
+
+    def __init__(self, terms: Iterable[tuple[str, str]]) -> None:
+        self.types: dict[str, str] = {}
+        for term, entity_type in terms:  # the first type given for a term wins
+            key = _squeeze(term)
+            if key:
+                self.types.setdefault(key, entity_type)
+        self._keys = sorted(self.types)
+
+    def __bool__(self) -> bool:
+        return bool(self.types)
+
+    def _is_prefix(self, text: str) -> bool:
+        at = bisect.bisect_left(self._keys, text)
+        return at < len(self._keys) and self._keys[at].startswith(text)
+
+    def find(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """``(start, end, entity type)`` of the longest match at each run (may overlap)."""
+        if not self.types:
+            return
+        runs = [(m.start(), m.end(), m.group().casefold()) for m in _ALNUM_RUN.finditer(text)]
+        for first, (start, _, word) in enumerate(runs):
+            if not self._is_prefix(word):
+                continue
+            joined, last, found = "", -1, ""
+            for index in range(first, len(runs)):
+                joined += runs[index][2]
+                if joined in self.types:
+                    last, found = index, joined
+                if not self._is_prefix(joined):
+                    break
+            if last >= 0:
+                yield start, runs[last][1], self.types[found]
+
+
+class _AffixTerms:
+    """Multi-word terms matched in OCR text with junk glued to their first or last word.
+
+    OCR glues stray marks to words ("beHlawkins Regional Hospital" for
+    "Hawkins Regional Hospital"). A multi-word term matches when its inner
+    words are there as they are (or fuzzily, 4+ letters), and the text word in
+    place of its first word *ends* with it, or the one in place of its last
+    word *starts* with it (fuzzily, 4+ letters). A lone word with junk is not
+    matched: innocent words that end like a name part stay ("evergreen").
+    """
+
+    def __init__(self, terms: Iterable[tuple[str, str]], threshold: float) -> None:
+        self.threshold = threshold
+        self.by_second: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self.by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for term, entity_type in terms:
+            words = tuple(m.group().casefold() for m in _ALNUM_RUN.finditer(term))
+            if len(words) < 2:
+                continue
+            if len(words[0]) >= 4:
+                self.by_second.setdefault(words[1], []).append((words, entity_type))
+            if len(words[-1]) >= 4:
+                self.by_first.setdefault(words[0], []).append((words, entity_type))
+
+    def __bool__(self) -> bool:
+        return bool(self.by_second or self.by_first)
+
+    def _same(self, text_word: str, word: str) -> bool:
+        return text_word == word or (
+            len(word) >= 4 and fuzz.ratio(text_word, word) >= self.threshold
+        )
+
+    def _affix(self, text_word: str, word: str, *, at_end: bool) -> float:
+        """Best similarity of ``word`` to the end (or start) of ``text_word``."""
+        best = 0.0
+        for size in (len(word) - 1, len(word), len(word) + 1):
+            if size < 3 or size > len(text_word):
+                continue
+            piece = text_word[-size:] if at_end else text_word[:size]
+            best = max(best, fuzz.ratio(piece, word))
+        return best
+
+    def find(self, text: str) -> Iterator[Span]:
+        runs = [
+            (m.start(), m.end(), _ocr_letter_view(m.group()).casefold())
+            for m in _ALNUM_RUN.finditer(text)
+        ]
+        words = [r[2] for r in runs]
+        for i, (start, _, word) in enumerate(runs):
+            if i + 1 < len(runs):  # junk before the first word: look up by the second word
+                for term, entity_type in self.by_second.get(words[i + 1], ()):
+                    end = i + len(term)
+                    if end > len(runs) or word == term[0]:
+                        continue
+                    if not all(
+                        self._same(w, t) for w, t in zip(words[i + 2 : end], term[2:], strict=True)
+                    ):
+                        continue
+                    score = self._affix(word, term[0], at_end=True)
+                    if score >= self.threshold:
+                        yield Span(
+                            start, runs[end - 1][1], entity_type, "denylist", round(score / 100, 3)
+                        )
+            for term, entity_type in self.by_first.get(word, ()):  # junk after the last word
+                end = i + len(term)
+                if end > len(runs) or words[end - 1] == term[-1]:
+                    continue
+                if not all(
+                    self._same(w, t)
+                    for w, t in zip(words[i + 1 : end - 1], term[1:-1], strict=True)
+                ):
+                    continue
+                score = self._affix(words[end - 1], term[-1], at_end=False)
+                if score >= self.threshold:
+                    yield Span(
+                        start, runs[end - 1][1], entity_type, "denylist", round(score / 100, 3)
+                    )
+
+
+_DIGITS = re.compile(r"\d+")
+_PHONE_GAP = re.compile(r"[\s().-]*\Z")
+_PHONE_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,5}(?!\w)", re.IGNORECASE)
+
+
+class _PhoneDigits:
+    """The record's phone numbers, matched by their digits whatever the separators.
+
+    A number matches where its digits (optionally after ``+``, ``1``) follow one
+    another with only spaces, brackets, dots or dashes between them, not inside
+    a longer word or number; an extension after it (``x161``, ``ext. 12``) is
+    part of the match.
+
+    >>> phones = _PhoneDigits(["209-319-8430x161"])
+    >>> [(s, e) for s, e in phones.find("call +1 (209) 319.8430 ext 5, not 52093198430")]
+    [(5, 28)]
+    """
+
+    def __init__(self, numbers: Iterable[str]) -> None:
+        # the digits of each number, without an extension ("209-319-8430x161")
+        digits = {re.sub(r"\D", "", re.split(r"(?i)x|ext", n)[0]) for n in numbers}
+        self.numbers = frozenset(d for d in digits if len(d) >= 7)
+        self.longest = max((len(d) for d in self.numbers), default=0) + 1
+
+    def __bool__(self) -> bool:
+        return bool(self.numbers)
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        if not self.numbers:
+            return
+        runs = list(_DIGITS.finditer(text))
+        done = 0
+        for first, run in enumerate(runs):
+            start = run.start()
+            if start < done:
+                continue
+            before = start - 1 if start and text[start - 1] == "+" else start
+            if before and (text[before - 1].isalnum() or text[before - 1] in "_+"):
+                continue
+            digits = ""
+            for index in range(first, len(runs)):
+                current = runs[index]
+                if index > first and not _PHONE_GAP.match(
+                    text, runs[index - 1].end(), current.start()
+                ):
+                    break
+                digits += current.group()
+                if len(digits) > self.longest:
+                    break
+                if digits in self.numbers or (digits[:1] == "1" and digits[1:] in self.numbers):
+                    end = current.end()
+                    extension = _PHONE_EXTENSION.match(text, end)
+                    if extension is not None:
+                        end = extension.end()
+                    elif end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                        continue
+                    done = end
+                    yield before, end
+                    break
+
+
+class _PolicyTerms:
+    """``policy.text.deny``: plain entries as terms, entries ending in punctuation as prefixes.
+
+    Built once per text policy (not per record).
+    """
+
+    def __init__(self, extra: tuple[str, ...]) -> None:
+        entries = [t.strip() for t in extra if t.strip()]
+        self.terms = _TermIndex((t, "OTHER") for t in entries if t[-1].isalnum())
+        # an entry ending in punctuation is a prefix: "QIC-" matches "QIC-12345"
+        prefixes = sorted({t for t in entries if not t[-1].isalnum()}, key=len, reverse=True)
+        self.prefixes: re.Pattern[str] | None = None
+        if prefixes:
+            alternatives = "|".join(re.escape(p) for p in prefixes)
+            self.prefixes = re.compile(rf"(?<![^\W_])(?:{alternatives})[\w-]*", re.IGNORECASE)
+
+    def __bool__(self) -> bool:
+        return bool(self.terms) or self.prefixes is not None
+
+    def find(self, text: str) -> Iterator[Span]:
+        for start, end, entity_type in self.terms.find(text):
+            yield Span(start, end, entity_type, "denylist", 1.0)
+        if self.prefixes is not None:
+            for m in self.prefixes.finditer(text):
+                yield Span(m.start(), m.end(), "OTHER", "denylist", 1.0)
 
 
 class _DenyMatcher:
-    """The deny-list layer for one set of identifiers (plus ``policy.text.deny``)."""
+    """The deny-list layer for one set of identifiers (plus the policy's ``deny`` entries)."""
 
     def __init__(
-        self, ids: RecordIdentifiers, extra: tuple[str, ...], vocab: Vocabulary, threshold: float
+        self,
+        ids: RecordIdentifiers,
+        policy_terms: _PolicyTerms,
+        vocab: Vocabulary,
+        threshold: float,
     ) -> None:
         self.threshold = threshold * 100.0
         self.vocab = vocab
+        self.policy_terms = policy_terms
         names = [n for n in (_parse_name(raw) for raw in ids.names) if n is not None]
         # folded name part -> True when it may stand alone (not a vocabulary word)
         self.parts: dict[str, bool] = {}
@@ -487,7 +741,7 @@ class _DenyMatcher:
         self.fuzzy_names = sorted(
             {p for p, alone in self.parts.items() if alone and len(p) >= 4} | self.joined
         )
-        self.forms = _alternation(f for name in names for f in _checkable_forms(name, vocab))
+        forms = {f for name in names for f in _checkable_forms(name)}
         id_terms = {i.strip() for i in ids.ids if _id_checkable(i)}
         id_terms |= {i.lstrip("0") for i in id_terms if i.isdigit() and len(i.lstrip("0")) >= 6}
         self.id_digits = sorted({t for t in id_terms if t.isdigit()})
@@ -501,50 +755,55 @@ class _DenyMatcher:
                     f = fold(w)
                     if _distinctive_place_word(f, vocab):
                         self.place_words.setdefault(f, entity_type)
-        # the digits of each number, without an extension ("209-319-8430x161")
-        phone_digits = {re.sub(r"\D", "", re.split(r"(?i)x|ext", p)[0]) for p in ids.phones}
-        phone_res = [
-            r"\+?(?:1[\s().-]*)?" + r"[\s().-]*".join(d) for d in phone_digits if len(d) >= 7
+        # every term in one index; a term in several groups keeps the first group's type
+        typed_terms = [
+            *((t, "ID") for t in sorted(id_terms)),
+            *((t, "DATE") for v in ids.dates for t in sorted(_date_forms(v))),
+            *((t, "ORG") for t in sorted(org_terms)),
+            *((t, "LOCATION") for t in sorted(loc_terms)),
+            *((t, "PERSON") for t in sorted(forms)),
         ]
-        self.regexes: list[tuple[str, re.Pattern[str]]] = []
-        for entity_type, terms in (
-            ("ID", id_terms),
-            ("DATE", {f for v in ids.dates for f in _date_forms(v)}),
-            ("ORG", org_terms),
-            ("LOCATION", loc_terms),
-            ("OTHER", {t for t in extra if t.strip() and t.strip()[-1].isalnum()}),
-        ):
-            pattern = _alternation(terms)
-            if pattern is not None:
-                self.regexes.append((entity_type, pattern))
-        # a policy.text.deny entry ending in punctuation is a prefix: "QIC-" matches "QIC-12345"
-        prefixes = sorted({t.strip() for t in extra if t.strip() and not t.strip()[-1].isalnum()})
-        if prefixes:
-            alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
-            prefix_re = rf"(?<![^\W_])(?:{alternatives})[\w-]*"
-            self.regexes.append(("OTHER", re.compile(prefix_re, re.IGNORECASE)))
-        if phone_res:
-            joined = "|".join(sorted(phone_res, key=len, reverse=True))
-            extension = r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
-            phones = rf"(?<![\w+])(?:{joined}){extension}(?!\w)"
-            self.regexes.append(("PHONE", re.compile(phones, re.IGNORECASE)))
-        self.empty = not (self.parts or self.regexes or self.place_words or self.joined)
+        self.terms = _TermIndex(typed_terms)
+        self.affixed = _AffixTerms(
+            [(t, k) for t, k in typed_terms if k in ("ORG", "LOCATION", "PERSON")], self.threshold
+        )
+        self.phones = _PhoneDigits(ids.phones)
+        # words of the record's devices that are none of its identifiers' words
+        identifier_words = {_squeeze(w) for t, _ in typed_terms for w in WORD_RE.findall(t)}
+        self.device_words = (
+            frozenset(
+                fold(w)
+                for value in ids.devices
+                for w in WORD_RE.findall(value)
+                if _squeeze(w) not in identifier_words
+            )
+            - set(self.parts)
+            - set(self.place_words)
+            - self.joined
+        )
+        self.empty = not (
+            self.parts
+            or self.terms
+            or self.phones
+            or self.policy_terms
+            or self.place_words
+            or self.joined
+        )
 
     def find(self, text: str, ocr: bool) -> list[Span]:
         if self.empty:
             return []
-        spans: list[Span] = []
-        for entity_type, pattern in self.regexes:
-            spans.extend(
-                Span(m.start(), m.end(), entity_type, "denylist", 1.0)
-                for m in pattern.finditer(text)
-            )
-        if self.forms is not None:
-            spans.extend(
-                Span(m.start(), m.end(), "PERSON", "denylist", 1.0)
-                for m in self.forms.finditer(text)
-            )
+        spans = [
+            Span(start, end, entity_type, "denylist", 1.0)
+            for start, end, entity_type in self.terms.find(text)
+        ]
+        spans.extend(self.policy_terms.find(text))
+        spans.extend(
+            Span(start, end, "PHONE", "denylist", 1.0) for start, end in self.phones.find(text)
+        )
         spans.extend(self._word_spans(text, ocr))
+        if ocr and self.affixed:
+            spans.extend(self.affixed.find(text))
         if ocr and self.id_digits:
             spans.extend(self._fuzzy_ids(text))
         return spans
@@ -803,13 +1062,15 @@ class _Shared:
         self.allow_phrases = {_phrase_key(p) for p in policy.allow if p.strip()}
         self.policy = policy
         self.base_cache: _LRU[tuple[str, bool], tuple[Span, ...]] = _LRU(_CACHE_SIZE)
-        self.results: _LRU[tuple[RecordIdentifiers, str, bool], tuple[Span, ...]] = _LRU(
+        self.results: _LRU[tuple[RecordIdentifiers, str, bool, bool], tuple[Span, ...]] = _LRU(
             _CACHE_SIZE
         )
+        self.ner_cache: _LRU[str, tuple[Span, ...]] = _LRU(_CACHE_SIZE)
         self._nlp: Any | None = None
         self._nlp_loaded = False
         self._lock = threading.Lock()
-        self.deny_cache: dict[RecordIdentifiers, _DenyMatcher] = {}
+        self.policy_terms = _PolicyTerms(policy.deny)
+        self.deny_cache: _LRU[RecordIdentifiers, _DenyMatcher] = _LRU(256)
 
     @property
     def nlp(self) -> Any | None:
@@ -821,17 +1082,13 @@ class _Shared:
         return self._nlp
 
     def matcher(self, ids: RecordIdentifiers) -> _DenyMatcher:
-        with self._lock:
-            found = self.deny_cache.get(ids)
-            if found is None:
-                if len(self.deny_cache) > 256:
-                    self.deny_cache.clear()
-                # the base word lists: policy.text.allow never hides the record's own names
-                found = _DenyMatcher(
-                    ids, self.policy.deny, vocabulary(), self.policy.fuzzy_threshold
-                )
-                self.deny_cache[ids] = found
-            return found
+        """The deny-list matcher of ``ids``, built once per identifiers (a small LRU)."""
+        found = self.deny_cache.get(ids)
+        if found is None:
+            # the base word lists: policy.text.allow never hides the record's own names
+            found = _DenyMatcher(ids, self.policy_terms, vocabulary(), self.policy.fuzzy_threshold)
+            self.deny_cache.put(ids, found)
+        return found
 
 
 _SHARED: dict[TextPolicy, _Shared] = {}
@@ -854,6 +1111,8 @@ def _phrase_key(text: str) -> str:
 
 _PRIORITY = {"denylist": 3, "pattern": 2, "ner": 1}
 _JOINABLE = frozenset({"PERSON", "LOCATION", "ORG"})
+#: Pattern types found by name heuristics: not used on device and software names.
+_NAME_TYPES = frozenset({"PERSON", "ORG"})
 _JOIN_GAP = re.compile(r"^[ \t,^]{0,3}\Z")
 _MRN_NEAR_NAME = re.compile(r"(?<![\w.])\d{5,6}(?!\w|\.\d)")
 _NER_MAX_CHARS = 20_000
@@ -901,7 +1160,7 @@ class TextDetector:
 
     # -- public API
 
-    def detect(self, text: str, *, ocr: bool = False) -> list[Span]:
+    def detect(self, text: str, *, ocr: bool = False, device: bool = False) -> list[Span]:
         """Return the PHI spans of ``text``: non-overlapping, sorted by start.
 
         Parameters
@@ -911,18 +1170,29 @@ class TextDetector:
         ocr
             The text came from OCR: fuzzy deny-list matching tolerates
             misread characters (0/6/8, O/0, I/1), a caret read as a space
-            or dropped, names split or run together; digit-like words are
-            read with OCR confusions fixed; a 5-6 digit run next to a name
-            is an ID.
+            or dropped, names split or run together, junk glued to the
+            first or last word of a multi-word identifier; digit-like
+            words are read with OCR confusions fixed; a 5-6 digit run next
+            to a name is an ID.
+        device
+            The text names equipment or software (an attribute in
+            :data:`DEVICE_KEYWORDS`): the record's identifiers and the
+            patterns are matched, but not the name heuristics (NER, name
+            and institution patterns), which read model names as people or
+            places.
         """
         if not text or not text.strip():
             return []
-        key = (self.identifiers, text, ocr)
+        key = (self.identifiers, text, ocr, device)
         cached = self._shared.results.get(key)
         if cached is not None:
             return list(cached)
-        spans = list(self._base_spans(text, ocr))
+        spans = list(self._pattern_spans(text, ocr))
+        if device:
+            spans = [s for s in spans if s.entity_type not in _NAME_TYPES]
         spans.extend(self._deny.find(text, ocr))
+        if not device and self._needs_ner(text, spans):
+            spans.extend(s for s in self._ner_cached(text) if not self._device_only(text, s))
         if ocr:
             spans.extend(_ids_near_names(text, spans))
         result = tuple(_merge(spans, text))
@@ -953,6 +1223,7 @@ class TextDetector:
             "size": len(shared.results),
             "base_hits": shared.base_cache.hits,
             "base_misses": shared.base_cache.misses,
+            "ner_runs": shared.ner_cache.misses,
         }
 
     def warm_up(self) -> TextDetector:
@@ -972,25 +1243,43 @@ class TextDetector:
 
     # -- layers
 
-    def _base_spans(self, text: str, ocr: bool) -> tuple[Span, ...]:
-        """Patterns and NER: independent of the record, cached per distinct string."""
+    def _pattern_spans(self, text: str, ocr: bool) -> tuple[Span, ...]:
+        """Patterns: independent of the record, cached per distinct string."""
         cached = self._shared.base_cache.get((text, ocr))
         if cached is not None:
             return cached
-        vocab = self._shared.vocab
-        spans = find_patterns(text, ocr=ocr, vocab=vocab)
-        if self._needs_ner(text):
-            spans.extend(self._ner_spans(text))
+        spans = find_patterns(text, ocr=ocr, vocab=self._shared.vocab)
         kept = tuple(s for s in spans if not self._allowed(text[s.start : s.end]))
         self._shared.base_cache.put((text, ocr), kept)
         return kept
 
+    def _ner_cached(self, text: str) -> tuple[Span, ...]:
+        """NER spans: independent of the record, cached per distinct string."""
+        cached = self._shared.ner_cache.get(text)
+        if cached is None:
+            cached = tuple(
+                s for s in self._ner_spans(text) if not self._allowed(text[s.start : s.end])
+            )
+            self._shared.ner_cache.put(text, cached)
+        return cached
+
     def _allowed(self, value: str) -> bool:
         return bool(self._shared.allow_phrases) and _phrase_key(value) in self._shared.allow_phrases
 
-    def _needs_ner(self, text: str) -> bool:
-        """NER only for strings with a word that could be a name or a place."""
+    def _needs_ner(self, text: str, settled: Iterable[Span] = ()) -> bool:
+        """NER only for strings with a word that could be a name or a place.
+
+        Words inside ``settled`` spans (already found by the deny-list or the
+        patterns) and words of the record's devices do not count: NER could
+        only flag what is flagged already. A string whose one informative word
+        has three letters or fewer ("LN", "RUQ") is skipped too: NER spans of
+        such a word are always dropped (see :func:`_trim_entity`).
+        """
         vocab = self._shared.vocab
+        device_words = self._deny.device_words
+        found = [(s.start, s.end) for s in settled]
+        informative = 0
+        candidate = ""
         for match in WORD_RE.finditer(text):
             word = match.group()
             if (
@@ -1002,9 +1291,29 @@ class TextDetector:
             folded = fold(word)
             if vocab.is_safe_word(folded):
                 continue
+            informative += 1
+            if candidate or folded in device_words:
+                continue
+            start, end = match.span()
+            if any(a <= start and end <= b for a, b in found):
+                continue
             if vocab.is_name(folded) or not vocab.is_english(folded):
-                return self._shared.nlp is not None
-        return False
+                candidate = folded
+        if not candidate or (informative == 1 and len(candidate) <= 3):
+            return False
+        return self._shared.nlp is not None
+
+    def _device_only(self, text: str, span: Span) -> bool:
+        """True when a NER span's informative words are all the record's device words."""
+        device_words = self._deny.device_words
+        if not device_words:
+            return False
+        vocab = self._shared.vocab
+        words = [fold(w) for w in WORD_RE.findall(text, span.start, span.end)]
+        informative = [
+            w for w in words if len(w) > 1 and not w.isdigit() and not vocab.is_safe_word(w)
+        ]
+        return bool(informative) and all(w in device_words for w in informative)
 
     def _ner_spans(self, text: str) -> Iterator[Span]:
         nlp = self._shared.nlp

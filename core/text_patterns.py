@@ -37,6 +37,7 @@ from functools import lru_cache
 from importlib import resources
 
 __all__ = [
+    "DEVICE_KEYWORDS",
     "ENTITY_TYPES",
     "WORD_RE",
     "Span",
@@ -61,6 +62,32 @@ ENTITY_TYPES = (
     "URL",
     "SSN",
     "OTHER",
+)
+
+
+#: Keywords naming the equipment and software, not people: their words are no name for NER
+#: anywhere in the record, and their own values are checked without the name heuristics.
+DEVICE_KEYWORDS = frozenset(
+    {
+        "Manufacturer",
+        "ManufacturerModelName",
+        "SoftwareVersions",
+        "SecondaryCaptureDeviceManufacturer",
+        "SecondaryCaptureDeviceManufacturerModelName",
+        "SecondaryCaptureDeviceSoftwareVersions",
+        "HardcopyDeviceManufacturer",
+        "HardcopyDeviceManufacturerModelName",
+        "HardcopyDeviceSoftwareVersion",
+        "DetectorManufacturerName",
+        "DetectorManufacturerModelName",
+        "ReceiveCoilManufacturerName",
+        "TransmitCoilManufacturerName",
+        "ReceiveCoilName",
+        "TransmitCoilName",
+        "TransducerType",
+        "ConvolutionKernel",
+        "SequenceName",
+    }
 )
 
 
@@ -103,6 +130,8 @@ def fold(word: str) -> str:
     >>> fold("Müller")
     'muller'
     """
+    if word.isascii():
+        return word.lower()
     decomposed = unicodedata.normalize("NFKD", word.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("’", "'")
 
