@@ -51,7 +51,7 @@ BackendName = Literal["auto", "pytesseract", "tesserocr"]
 #: tessdata of the Debian package; tesserocr's wheel bundles libtesseract but no models.
 SYSTEM_TESSDATA = "/usr/share/tesseract-ocr/5/tessdata"
 #: Line height (pixels) crops are scaled to before OCR: tesseract reads best around here.
-TARGET_HEIGHT = 36
+TARGET_HEIGHT = 28
 #: Tesseract settings: one uniform block; no inverted retry (crops are normalised).
 PSM = 6
 _CONFIG = {"tessedit_do_invert": "0"}
@@ -276,7 +276,7 @@ def get_backend(name: BackendName = "auto") -> OcrBackend:
 #: Line numbers of the counter-clockwise reading of a rotated region start here.
 ROTATED_LINE_OFFSET = 1000
 _MARGIN = 12  # white border around each crop in the stacked image
-_GAP = 26  # white rows between stacked crops (less, and tesseract can merge neighbouring slots)
+_GAP = 20  # white rows between stacked crops (less, and tesseract can merge neighbouring slots)
 #: View pixels added around a region before OCR.
 CROP_PAD = 3
 

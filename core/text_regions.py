@@ -548,9 +548,11 @@ def _touch(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
 
 def _mark_tall(region: Region) -> Region:
     """A tall, narrow region may be text rotated by 90 degrees even when its glyphs were too
-    small to be seen stacking: mark it so OCR also reads it turned."""
+    small to be seen stacking: mark it so OCR also reads it turned. A column narrower than
+    the smallest glyph height is a glyph's stem (the "I" of a name, the side of an "H"),
+    not a line: it stays horizontal so it joins its neighbours on the row."""
     _, _, w, h = region.box
-    if not region.rotated and h >= 2.5 * w and w <= MAX_ROTATED_WIDTH:
+    if not region.rotated and h >= 2.5 * w and MIN_HEIGHT <= w <= MAX_ROTATED_WIDTH:
         return Region(region.box, rotated=True, bright=region.bright)
     return region
 
