@@ -83,8 +83,9 @@ from .errors import DeidError, ErrorCode
 from .policy import Policy
 from .profile import ProfileAction, ProfileTable
 from .pseudonyms import Pseudonymizer
-from .read import dataset_codec, decode_values, element_vr, raw_items, restore_raw
+from .read import dataset_codec, decode_values, element_vr, raw_items, raw_value, restore_raw
 from .results import Action, Detector, Entity
+from .text_patterns import DEVICE_KEYWORDS
 from .verify import DenyList
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class SpanLike(Protocol):
 class TextDetectorLike(Protocol):
     """The part of :class:`dicomscrub.core.text_detect.TextDetector` the header step uses."""
 
-    def detect(self, text: str, *, ocr: bool = False) -> list[Any]: ...
+    def detect(self, text: str, *, ocr: bool = False, device: bool = False) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,7 @@ class Field:
         """The original value for the audit HMAC (text, or bytes for binary values)."""
         if self._original is not None:
             return self._original
-        value = getattr(self.raw, "value", None)
+        value = raw_value(self.ds, self.raw)
         if self.vr in STRING_VRS:
             return "\\".join(self.values)
         if isinstance(value, bytes | bytearray):
@@ -494,7 +495,7 @@ class _Run:
         self.pseudo = step.pseudo
         self.marker = step.policy.text.marker
         self.max_depth = step.policy.max_sequence_depth
-        self._text_cache: dict[str, tuple[str, list[Any]]] = {}
+        self._text_cache: dict[tuple[str, bool], tuple[str, list[Any]]] = {}
         self.mutations = 0
 
     # -- entities ---------------------------------------------------------------------------
@@ -808,8 +809,9 @@ class _Run:
             values = ["\\".join(values)]
         new_values: list[str] = []
         keyword = field.keyword
+        device = keyword in DEVICE_KEYWORDS
         for value in values:
-            cleaned, spans = self.detect(value)
+            cleaned, spans = self.detect(value, device=device)
             new_values.append(_fit(cleaned, vr))
             for span in spans:
                 text = value[span.start : span.end]
@@ -837,13 +839,16 @@ class _Run:
     def marker_for(self, entity_type: str) -> str:
         return self.marker.replace("{type}", entity_type)
 
-    def detect(self, text: str) -> tuple[str, list[Any]]:
-        """Return the text with PHI spans replaced by markers, and the spans (cached)."""
-        cached = self._text_cache.get(text)
+    def detect(self, text: str, *, device: bool = False) -> tuple[str, list[Any]]:
+        """Return the text with PHI spans replaced by markers, and the spans (cached).
+
+        ``device``: the text names equipment or software (see ``text_detect.detect``).
+        """
+        cached = self._text_cache.get((text, device))
         if cached is not None:
             return cached
         assert self.detector is not None
-        found: list[Any] = list(self.detector.detect(text))
+        found: list[Any] = list(self.detector.detect(text, device=device))
         if self.deny is not None:
             found.extend(
                 DenySpan(start, end, kind, "denylist", 1.0)
@@ -863,12 +868,12 @@ class _Run:
             kept.append(span)
         pieces.append(text[cursor:])
         result = ("".join(pieces), kept)
-        self._text_cache[text] = result
+        self._text_cache[(text, device)] = result
         return result
 
 
 def _raw_bytes(field: Field) -> bytes:
-    value = getattr(field.raw, "value", None)
+    value = raw_value(field.ds, field.raw)
     return bytes(value) if isinstance(value, bytes | bytearray) else b""
 
 

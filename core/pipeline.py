@@ -31,21 +31,18 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import sys
 import time
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -64,14 +61,16 @@ from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
 from .read import PIXEL_TAGS, read_dataset
 from .results import Entity, FileResult
-from .verify import DenyList, identifier_view
-from .write import read_bytes, same_location, write_verified
+from .verify import DenyList, identifying_elements
+from .write import Parts, encode_parts, original_spans, read_bytes, same_location, write_verified
 
 log = logging.getLogger(__name__)
 
 IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomscrub"])  # the same in every process
 IMPLEMENTATION_VERSION_NAME = f"DICOMSCRUB_{__version__}"[:16]
 INSTANCE_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+#: Values longer than this stay in the input (output) bytes while a file is parsed.
+DEFER_SIZE = 1 << 16
 
 #: CID 7050 De-identification Method codes.
 CID_7050 = {
@@ -150,10 +149,16 @@ class _SuppressValues(logging.Filter):
 _PYDICOM_FILTER = _SuppressValues()
 
 
-@lru_cache(maxsize=64)
-def _deny_values_of(identifiers: Any) -> tuple[str, ...]:
-    """The detector's deny values, cached: the files of a series share their identifiers."""
-    return tuple(identifiers.deny_values())
+@dataclass(frozen=True)
+class _Record:
+    """What follows from a record's identifying values (shared by the files of a series)."""
+
+    identifiers: Any  # text_detect.RecordIdentifiers, or None without the text detector
+    deny: DenyList
+    detector: Any  # text_detect.TextDetector for these identifiers, or None
+
+
+_RECORD_CACHE_SIZE = 64
 
 
 def _text_detect() -> Any:
@@ -207,6 +212,7 @@ class Engine:
         )
         self._base_detector: Any = None
         self._detector_error: str | None = None
+        self._records: OrderedDict[tuple[Any, ...], _Record] = OrderedDict()
         if not self.policy.debug_log_phi:
             pydicom_log = logging.getLogger("pydicom")
             if _PYDICOM_FILTER not in pydicom_log.filters:
@@ -250,6 +256,7 @@ class Engine:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_base_detector"] = None
+        state["_records"] = OrderedDict()
         return state
 
     @property
@@ -257,12 +264,29 @@ class Engine:
         """The keyed pseudonymizer (``.hmac(value)`` gives audit HMACs)."""
         return self._pseudo
 
-    # -- the text detector ---------------------------------------------------------------------
-    def _identifiers(self, ds: Dataset) -> Any:
+    # -- the record's identifiers and the text detector ------------------------------------------
+    def _record(self, ds: Dataset) -> _Record:
+        """Identifiers, deny-list and detector of ``ds``, cached by its identifying values.
+
+        One pass reads the identifying elements from the raw bytes; everything built
+        from them (the detector's matchers, the deny-list) is kept in a small LRU,
+        so the other files of a patient or series reuse it.
+        """
+        elements = identifying_elements(ds)
+        found = self._records.get(elements)
+        if found is not None:
+            self._records.move_to_end(elements)
+            return found
         module = _text_detect()
-        if module is None:
-            return None
-        return module.RecordIdentifiers.from_dataset(ds)
+        identifiers = None if module is None else module.RecordIdentifiers.from_elements(elements)
+        extra = identifiers.deny_values() if identifiers is not None else ()
+        found = _Record(
+            identifiers, DenyList.from_elements(elements, extra), self._detector_for(identifiers)
+        )
+        self._records[elements] = found
+        while len(self._records) > _RECORD_CACHE_SIZE:
+            self._records.popitem(last=False)
+        return found
 
     def _detector_for(self, identifiers: Any) -> Any:
         module = _text_detect()
@@ -288,13 +312,10 @@ class Engine:
             When the dataset cannot be fully de-identified.
         """
         original_uids = [str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS]
-        view = identifier_view(ds)  # string elements only: numbers and pixels stay encoded
-        identifiers = self._identifiers(view)
-        extra = _deny_values_of(identifiers) if identifiers is not None else ()
-        deny = DenyList.from_dataset(view, extra)
+        record = self._record(ds)  # string elements only: numbers and pixels stay encoded
+        deny, detector = record.deny, record.detector
         patient_key = patient_key_of(ds)
         modality = str(ds.get("Modality", "") or "")
-        detector = self._detector_for(identifiers)
         has_pixels = any(tag in ds for tag in PIXEL_TAGS)
         frames = _frames(ds) if has_pixels else 0
         entities: list[Entity] = []
@@ -378,13 +399,19 @@ class Engine:
         ds.add_new(0x00280303, "CS", temporal)  # LongitudinalTemporalInformationModified
 
     # -- bytes ------------------------------------------------------------------------------------
-    def _deidentify_bytes(self, data: bytes, result: FileResult) -> tuple[bytes, Deidentified]:
+    def _deidentify_bytes(self, data: bytes, result: FileResult) -> tuple[Parts, Deidentified]:
         started = time.perf_counter()
+        header_only = self.policy.pixels.mode == "off"
         ds = read_dataset(
             data,
             max_sequence_depth=self.policy.max_sequence_depth,
-            max_pixels=self.policy.pixels.max_pixels if self.policy.pixels.mode != "off" else None,
+            max_pixels=None if header_only else self.policy.pixels.max_pixels,
+            # header only: pixel data and other large values stay in ``data`` and are
+            # written back from there, never copied or decoded
+            defer_size=DEFER_SIZE if header_only else None,
+            keep_originals=header_only,
         )
+        spans = original_spans(ds, data)
         result.timings["read"] = time.perf_counter() - started
         result.modality = str(ds.get("Modality", "") or "")
         started = time.perf_counter()
@@ -395,19 +422,24 @@ class Engine:
         result.uids = done.uids
         result.pixels_changed = done.pixels_changed
         started = time.perf_counter()
-        out = encode(done.dataset)
+        parts = encode_parts(done.dataset, data, spans)
         result.timings["encode"] = time.perf_counter() - started
-        return out, done
+        return parts, done
 
     def verify_bytes(self, data: bytes, done: Deidentified) -> None:
-        """Re-read ``data`` and raise ``verify_failed`` if an original identifier survives."""
+        """Re-read ``data`` and raise ``verify_failed`` if it is no valid DICOM file or an
+        original identifier survives.
+
+        The output is parsed like an input (every element's length, every sequence),
+        large values left in place; then every element at any depth is searched.
+        """
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(io.BytesIO(data))
-        except Exception as exc:
+            ds = read_dataset(
+                data, max_sequence_depth=self.policy.max_sequence_depth, defer_size=DEFER_SIZE
+            )
+        except DeidError as exc:
             raise DeidError(
-                ErrorCode.VERIFY_FAILED, f"the output does not read back ({type(exc).__name__})"
+                ErrorCode.VERIFY_FAILED, f"the output does not read back ({exc.code.value})"
             ) from None
         if str(ds.get("PatientIdentityRemoved", "")) != "YES":
             raise DeidError(ErrorCode.VERIFY_FAILED, "PatientIdentityRemoved is not YES")
@@ -432,7 +464,8 @@ class Engine:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out, done = self._deidentify_bytes(data, result)
+                parts, done = self._deidentify_bytes(data, result)
+                out = b"".join(parts)
                 check_started = time.perf_counter()
                 self.verify_bytes(out, done)
                 result.timings["verify"] = time.perf_counter() - check_started
@@ -477,7 +510,7 @@ class Engine:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out, done = self._deidentify_bytes(data, result)
+                parts, done = self._deidentify_bytes(data, result)
                 target = destination(result) if callable(destination) else str(destination)
                 if same_location(str(source), target):
                     raise DeidError(
@@ -485,7 +518,7 @@ class Engine:
                     )
                 write_started = time.perf_counter()
                 write_verified(
-                    out,
+                    b"".join(parts),
                     target,
                     check=lambda written: self.verify_bytes(written, done),
                     storage_options=storage_options,
@@ -574,17 +607,7 @@ def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
 
 def encode(ds: Dataset) -> bytes:
     """Encode a dataset with its file meta as a DICOM file (raises ``encode_failed``)."""
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    except Exception as exc:
-        raise DeidError(
-            ErrorCode.ENCODE_FAILED,
-            f"the de-identified dataset cannot be encoded ({type(exc).__name__})",
-        ) from None
-    return buffer.getvalue()
+    return b"".join(encode_parts(ds))
 
 
 # -- the redact command --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 import pydicom
 from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
@@ -53,6 +54,8 @@ def read_dataset(
     *,
     max_sequence_depth: int = 16,
     max_pixels: int | None = None,
+    defer_size: int | None = None,
+    keep_originals: bool = False,
 ) -> FileDataset:
     """Parse ``data`` into a dataset or raise :class:`DeidError`.
 
@@ -65,6 +68,14 @@ def read_dataset(
     max_pixels
         When given, the largest ``Rows*Columns*NumberOfFrames*SamplesPerPixel``
         accepted (checked from the header, before any decoding).
+    defer_size
+        Top-level values longer than this many bytes (pixel data, overlays) are
+        not copied out of ``data`` while parsing; pydicom reads them from it when
+        they are first used (:func:`raw_value`). Their lengths are still checked.
+    keep_originals
+        Remember the top-level elements as read (:func:`originals`): checking the
+        nesting depth parses every sequence, and :func:`restore_raw` can then put
+        an unchanged sequence back in its undecoded form.
     """
     if not data:
         raise DeidError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
@@ -74,7 +85,7 @@ def read_dataset(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data), force=not has_prefix)
+            ds = pydicom.dcmread(io.BytesIO(data), force=not has_prefix, defer_size=defer_size)
     except RecursionError:
         raise DeidError(
             ErrorCode.SEQUENCE_TOO_DEEP, "sequences are nested too deeply to parse"
@@ -94,6 +105,7 @@ def read_dataset(
         raise DeidError(ErrorCode.TRUNCATED, "no data elements after the file meta information")
     if not _is_deflated(ds):  # offsets of a deflated dataset refer to the inflated stream
         _check_lengths(ds, data)
+    as_read = dict(ds._dict) if keep_originals else None
     try:
         depth = sequence_depth(ds, max_sequence_depth + 1)
     except RecursionError:
@@ -111,7 +123,20 @@ def read_dataset(
         )
     if max_pixels is not None:
         check_pixel_cap(ds, max_pixels)
+    if as_read is not None:
+        # (element as read, element after parsing) of each sequence parsed above
+        ds._dicomscrub_originals = {
+            tag: (raw, ds._dict[tag]) for tag, raw in as_read.items() if ds._dict[tag] is not raw
+        }
     return ds
+
+
+def originals(ds: Dataset) -> dict[BaseTag, Any]:
+    """The top-level elements of ``ds`` as read (``keep_originals``), else its current ones."""
+    found = getattr(ds, "_dicomscrub_originals", None)
+    if found is None:
+        return dict(ds._dict)
+    return {**ds._dict, **{tag: raw for tag, (raw, _) in found.items()}}
 
 
 _NOT_DICOM = "no DICM prefix at byte 128 and no DICOM dataset at byte 0 ({size} bytes)"
@@ -189,14 +214,34 @@ def raw_items(ds: Dataset) -> list[tuple[BaseTag, Any]]:
     return list(ds._dict.items())
 
 
+def raw_value(ds: Dataset, raw: Any) -> Any:
+    """The stored value of a raw element, reading a deferred one (see ``defer_size``).
+
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset(); ds.add_new(0x00091010, "OB", b"ab")
+    >>> raw_value(ds, ds.get_item(0x00091010))
+    b'ab'
+    """
+    value = getattr(raw, "value", None)
+    if value is None and isinstance(raw, RawDataElement) and raw.length:
+        value = ds[raw.tag].value  # pydicom reads the deferred value now
+    return value
+
+
 def restore_raw(ds: Dataset, tag: int, raw: Any) -> None:
     """Put an element's undecoded form back (it was decoded only to look inside).
 
-    pydicom then writes the original bytes instead of re-encoding the element.
-    Only raw (undecoded) elements are restored.
+    The original bytes are then written instead of a re-encoding of the element.
+    ``raw`` is restored when it is undecoded; a sequence that :func:`read_dataset`
+    parsed (``keep_originals``) gets its form as read back, unless the element was
+    replaced since.
     """
     if type(raw).__name__ == "RawDataElement":
         ds._dict[BaseTag(tag)] = raw
+        return
+    found = getattr(ds, "_dicomscrub_originals", {}).get(tag)
+    if found is not None and found[1] is raw and ds._dict.get(BaseTag(tag)) is raw:
+        ds._dict[BaseTag(tag)] = found[0]
 
 
 @cache

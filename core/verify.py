@@ -32,16 +32,16 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from .read import dataset_codec, decode_values, element_vr, raw_items
+from .read import dataset_codec, decode_values, element_vr, raw_items, raw_value
 
 #: Attributes whose values identify the record (besides every PN, at any depth).
 IDENTIFYING_KEYWORDS = (
@@ -86,7 +86,10 @@ def _detector_keywords() -> frozenset[str]:
         from . import text_detect as td
     except ImportError:
         return frozenset()
-    names = ("ID_KEYWORDS", "DATE_KEYWORDS", "ORG_KEYWORDS", "LOCATION_KEYWORDS", "PHONE_KEYWORDS")
+    names = (
+        "ID_KEYWORDS", "DATE_KEYWORDS", "ORG_KEYWORDS", "LOCATION_KEYWORDS", "PHONE_KEYWORDS",
+        "DEVICE_KEYWORDS",
+    )  # fmt: skip
     found: set[str] = set()
     for name in names:
         found.update(getattr(td, name, ()))
@@ -133,6 +136,58 @@ def identifier_view(ds: Dataset, codec: str | None = "latin_1") -> Dataset:
     return view
 
 
+#: (keyword, VR, values) of one identifying element (see :func:`identifying_elements`).
+Identifying = tuple[str, str, tuple[str, ...]]
+
+
+def _wanted_tags() -> frozenset[int]:
+    global _VIEW_KEYWORDS, _WANTED_TAGS
+    if _WANTED_TAGS is None:
+        if _VIEW_KEYWORDS is None:
+            _VIEW_KEYWORDS = _IDENTIFYING | _detector_keywords()
+        tags = (tag_for_keyword(k) for k in _VIEW_KEYWORDS)
+        _WANTED_TAGS = frozenset(t for t in tags if t is not None)
+    return _WANTED_TAGS
+
+
+_WANTED_TAGS: frozenset[int] | None = None
+
+
+def identifying_elements(ds: Dataset, codec: str | None = "latin_1") -> tuple[Identifying, ...]:
+    """``(keyword, VR, values)`` of the elements :func:`identifier_view` keeps, in walk order.
+
+    The same elements as the view (every PN, the identifying and detector keywords,
+    at any depth) without building a dataset: one pass, values decoded from the
+    raw bytes. The result is hashable, so it can key a cache of everything derived
+    from a record's identifiers (files of a series share them).
+
+    >>> ds = Dataset(); ds.PatientName = "DOE^JANE"; ds.Rows = 512; ds.PatientID = "12345"
+    >>> identifying_elements(ds)
+    (('PatientName', 'PN', ('DOE^JANE',)), ('PatientID', 'LO', ('12345',)))
+    """
+    found: list[Identifying] = []
+    _collect(ds, dataset_codec(ds, codec), _wanted_tags(), found)
+    return tuple(found)
+
+
+def _collect(
+    ds: Dataset, codec: str | None, wanted: frozenset[int], out: list[Identifying]
+) -> None:
+    for key, raw in raw_items(ds):
+        tag = int(key)
+        vr = element_vr(tag, raw.VR if raw is not None else None)
+        try:
+            if vr == "SQ":
+                for item in ds[tag].value or ():
+                    _collect(item, dataset_codec(item, codec), wanted, out)
+            elif vr == "PN" or (tag in wanted and vr in IDENTIFIER_VRS):
+                values = decode_values(ds, tag, vr, raw, codec)
+                if values:
+                    out.append((keyword_for_tag(tag), vr, tuple(values)))
+        except Exception:
+            continue  # undecodable: the header step reports it
+
+
 def _walk(ds: Dataset) -> Iterable[DataElement]:
     for element in ds:
         if element.VR == "SQ":
@@ -156,22 +211,21 @@ def _type_of(keyword: str, vr: str) -> str:
     return "ID"
 
 
-def typed_identifying_values(ds: Dataset) -> dict[str, str]:
-    """Identifying values of ``ds`` (upper-cased, name parts included) -> entity type.
-
-    >>> ds = Dataset(); ds.PatientName = "DOE^JANE"; ds.PatientID = "12345"
-    >>> values = typed_identifying_values(ds)
-    >>> values["JANE"], values["DOE JANE"], values["12345"]
-    ('PERSON', 'PERSON', 'ID')
-    """
-    found: dict[str, str] = {}
+def _triples(ds: Dataset) -> Iterator[Identifying]:
     for element in _walk(ds):
-        if element.VR != "PN" and element.keyword not in _IDENTIFYING:
+        if element.VR == "PN" or element.keyword in _IDENTIFYING:
+            yield element.keyword, element.VR, tuple(_strings(element.value))
+
+
+def _typed(elements: Iterable[Identifying]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for keyword, vr, texts in elements:
+        if vr != "PN" and keyword not in _IDENTIFYING:
             continue
-        kind = _type_of(element.keyword, element.VR)
-        for text in _strings(element.value):
-            if element.VR == "PN":
-                parts = [p for p in re.split(r"[\^=\s,]+", text) if p]
+        kind = _type_of(keyword, vr)
+        for text in texts:
+            if vr == "PN":
+                parts = [p for p in _NAME_SPLIT.split(text) if p]
                 values = [*parts, " ".join(parts)] if parts else []
             else:
                 values = [text]
@@ -180,6 +234,33 @@ def typed_identifying_values(ds: Dataset) -> dict[str, str]:
                 if normalized:
                     found.setdefault(normalized, kind)
     return found
+
+
+def _full(elements: Iterable[Identifying]) -> list[str]:
+    found: set[str] = set()
+    for keyword, vr, texts in elements:
+        if vr != "PN" and keyword not in _IDENTIFYING:
+            continue
+        for text in texts:
+            words = _NAME_SPLIT.split(text) if vr == "PN" else text.split()
+            joined = " ".join(w for w in words if w).upper()
+            if len(joined) >= MIN_LENGTH:
+                found.add(joined)
+    return sorted(found)
+
+
+_NAME_SPLIT = re.compile(r"[\^=\s,]+")
+
+
+def typed_identifying_values(ds: Dataset) -> dict[str, str]:
+    """Identifying values of ``ds`` (upper-cased, name parts included) -> entity type.
+
+    >>> ds = Dataset(); ds.PatientName = "DOE^JANE"; ds.PatientID = "12345"
+    >>> values = typed_identifying_values(ds)
+    >>> values["JANE"], values["DOE JANE"], values["12345"]
+    ('PERSON', 'PERSON', 'ID')
+    """
+    return _typed(_triples(ds))
 
 
 def identifying_values(ds: Dataset) -> list[str]:
@@ -194,16 +275,7 @@ def identifying_values(ds: Dataset) -> list[str]:
 
 def full_values(ds: Dataset) -> list[str]:
     """Whole identifying values (full names, IDs), without the name parts."""
-    found: set[str] = set()
-    for element in _walk(ds):
-        if element.VR != "PN" and element.keyword not in _IDENTIFYING:
-            continue
-        for text in _strings(element.value):
-            words = re.split(r"[\^=\s,]+", text) if element.VR == "PN" else text.split()
-            joined = " ".join(w for w in words if w).upper()
-            if len(joined) >= MIN_LENGTH:
-                found.add(joined)
-    return sorted(found)
+    return _full(_triples(ds))
 
 
 def deny_values(ds: Dataset, extra: Iterable[str] = ()) -> list[str]:
@@ -320,9 +392,15 @@ class DenyList:
 
         ``ds`` may be the full dataset or its :func:`identifier_view`.
         """
-        typed = typed_identifying_values(ds)
+        return cls.from_elements(tuple(_triples(ds)), extra)
+
+    @classmethod
+    def from_elements(cls, elements: Iterable[Identifying], extra: Iterable[str] = ()) -> DenyList:
+        """Build the deny-list from :func:`identifying_elements` plus ``extra`` values."""
+        elements = tuple(elements)
+        typed = _typed(elements)
         values = {" ".join(v.upper().split()) for v in (*typed, *extra)}
-        return cls(compile_deny(values), compile_deny(full_values(ds)), typed)
+        return cls(compile_deny(values), compile_deny(_full(elements)), typed)
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, entity type)`` of every deny-list match in ``text``."""
@@ -373,8 +451,10 @@ class _Scan:
                 if {v.strip("\x00 ") for v in values} & self.uids:
                     self.hits.append(_where(path, tag))
             elif vr in BINARY_SEARCHED and self.deny.parts is not None:
-                value = getattr(raw, "value", None)
-                if (tag & 0xFF00FFFF) == 0x60003000 or not isinstance(value, bytes):
+                if (tag & 0xFF00FFFF) == 0x60003000:
+                    continue
+                value = raw_value(ds, raw)
+                if not isinstance(value, bytes):
                     continue
                 if self.deny.parts.search(value[:MAX_BINARY_SCAN].decode("latin-1")):
                     self.hits.append(_where(path, tag))

@@ -1,4 +1,10 @@
-"""Write output bytes safely: temporary name in the target folder, re-read, verify, rename.
+"""Encode the de-identified dataset and write it safely: temporary name, re-read, verify, rename.
+
+Encoding (:func:`encode_parts`) writes every top-level element that the
+de-identification left untouched as the very bytes it had in the input
+(:func:`original_spans`), and only the changed and new elements through
+pydicom's writer: kept pixel data is neither decoded nor copied element by
+element, and the output of an element nobody changed is its input.
 
 Works for local paths and fsspec URLs (``s3://``, ``memory://`` ...). The
 temporary file sits next to the target (``.<name>.<random>.dicomscrub-tmp``)
@@ -18,17 +24,177 @@ b'data'
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import os
 import posixpath
+import struct
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import fsspec
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import data_element_offset_to_value
+from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.uid import UID
 
 from .errors import DeidError, ErrorCode
+from .read import originals
 
 TMP_SUFFIX = ".dicomscrub-tmp"
+#: The bytes of a file as written: a list of pieces (input slices are not copied).
+Parts = list[bytes | memoryview]
+#: tag -> (the element as read, start, end) of the top-level elements in the input bytes.
+Spans = dict[int, tuple[Any, int, int]]
+_SEQUENCE_DELIMITER = {
+    True: b"\xfe\xff\xdd\xe0\x00\x00\x00\x00",
+    False: b"\xff\xfe\xe0\xdd\x00\x00\x00\x00",
+}
+_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+def original_spans(ds: Dataset, data: bytes) -> Spans:
+    """Where each top-level element of ``ds`` (as just read from ``data``) lies in ``data``.
+
+    Call it right after reading, before anything changes (sequences parsed by
+    :func:`~dicomscrub.core.read.read_dataset` count as read). An element gets a span
+    only when the bytes there are consistent with it: its tag (and explicit VR)
+    at the start, its end where the next element starts (or at the end of the
+    data), a sequence delimiter closing an undefined length.
+
+    >>> from pydicom.data import get_testdata_file
+    >>> from dicomscrub.core.read import read_dataset
+    >>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    >>> spans = original_spans(read_dataset(data), data)
+    >>> element, start, end = spans[0x00100010]  # PatientName
+    >>> data[start + 4 : start + 6], data[start + 8 : end]
+    (b'PN', b'CompressedSamples^CT1 ')
+    """
+    meta = getattr(ds, "file_meta", None)
+    if str(getattr(meta, "TransferSyntaxUID", "") or "") in _DEFLATED:
+        return {}  # positions refer to the inflated stream
+    placed: list[tuple[int, int, Any]] = []
+    implicit, little = ds.original_encoding
+    for tag, element in originals(ds).items():
+        if element.is_raw and (element.is_implicit_VR, element.is_little_endian) != (
+            implicit,
+            little,
+        ):
+            return {}  # elements not encoded as the file says: let pydicom sort it out
+        tell = element.value_tell if element.is_raw else element.file_tell
+        # (a sequence of undefined length, parsed while reading, only bounds the others)
+        if tell is None or implicit is None or little is None:
+            return {}
+        start = tell - data_element_offset_to_value(implicit, element.VR)
+        if data[start : start + 4] != struct.pack(
+            "<HH" if little else ">HH", tag >> 16, tag & 0xFFFF
+        ):
+            return {}
+        placed.append((start, tell, element))
+    placed.sort(key=lambda p: p[0])
+    spans: Spans = {}
+    for index, (start, tell, element) in enumerate(placed):
+        if not element.is_raw:
+            continue  # a parsed element can change in place: it is never taken as it was
+        end = placed[index + 1][0] if index + 1 < len(placed) else len(data)
+        if element.length != 0xFFFFFFFF:
+            if tell + element.length != end:
+                continue
+        elif data[end - 8 : end] != _SEQUENCE_DELIMITER[bool(element.is_little_endian)]:
+            continue
+        spans[element.tag] = (element, start, end)
+    return spans
+
+
+def encode_parts(ds: Dataset, source: bytes | None = None, spans: Spans | None = None) -> Parts:
+    """Encode ``ds`` with its file meta as a DICOM file, as a list of byte pieces.
+
+    Top-level elements still exactly as read (the same objects as in ``spans``)
+    are taken from ``source`` as they are; the others go through pydicom's
+    writer. Without ``source`` (or when the dataset's encoding or character set
+    changed, or the transfer syntax is deflated) pydicom writes everything.
+    Raises ``encode_failed``.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts = _splice(ds, source, spans) if source is not None and spans else None
+            if parts is None:
+                buffer = io.BytesIO()
+                pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+                parts = [buffer.getvalue()]
+    except DeidError:
+        raise
+    except Exception as exc:
+        raise DeidError(
+            ErrorCode.ENCODE_FAILED,
+            f"the de-identified dataset cannot be encoded ({type(exc).__name__})",
+        ) from None
+    return parts
+
+
+def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
+    """The file as pieces, unchanged top-level elements taken from ``source``; None: not here."""
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if str(syntax) in _DEFLATED or not syntax.is_transfer_syntax:
+        return None
+    encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
+    if encoding != tuple(ds.original_encoding):
+        return None
+    if ds.original_character_set != ds._character_set:
+        return None
+    if any(tag >> 16 in (0, 2) for tag in ds._dict):
+        raise ValueError("command or file meta elements in the dataset")
+    head = DicomBytesIO()
+    head.write(ds.preamble if ds.preamble else b"\x00" * 128)
+    head.write(b"DICM")
+    write_file_meta_info(head, copy.deepcopy(ds.file_meta), enforce_standard=True)
+    parts: Parts = [head.getvalue()]
+    view = memoryview(source)
+    encodings = ds.get("SpecificCharacterSet", "iso8859")
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    run: tuple[int, int] | None = None  # the current stretch of the input being kept
+    for tag in sorted(ds._dict):
+        if tag.element == 0 and tag.group > 6:
+            continue  # group lengths are not written (pydicom does the same)
+        element = ds._dict[tag]
+        span = spans.get(tag)
+        if span is not None and span[0] is not element:
+            span = None  # changed since it was read
+        undefined = span is not None and span[0].length == 0xFFFFFFFF
+        if span is not None and tag == 0x7FE00010 and undefined != syntax.is_compressed:
+            span = None  # pydicom fixes the pixel data length form: let it write this one
+        if span is not None:
+            if buffer.tell():  # changed elements before this one (run is None then)
+                parts.append(buffer.getvalue())
+                buffer = DicomBytesIO()
+                buffer.is_implicit_VR, buffer.is_little_endian = encoding
+            if run is not None and run[1] == span[1]:
+                run = (run[0], span[2])
+            else:
+                if run is not None:
+                    parts.append(view[run[0] : run[1]])
+                run = (span[1], span[2])
+            continue
+        if run is not None:
+            parts.append(view[run[0] : run[1]])
+            run = None
+        item = ds.get_item(tag)  # a deferred value is read now
+        if tag == 0x7FE00010:  # PS3.5 A.4: encapsulated pixel data has an undefined length
+            item = ds[tag]
+            item.is_undefined_length = syntax.is_compressed
+        write_data_element(buffer, item, encodings)
+    if run is not None:
+        parts.append(view[run[0] : run[1]])
+    if buffer.tell():
+        parts.append(buffer.getvalue())
+    return parts
 
 
 def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
@@ -37,8 +203,22 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     return fs, path
 
 
+def _local(url: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The path when ``url`` is a plain local path (no protocol, no options), else None.
+
+    Plain paths skip fsspec (the same operations, less overhead per file).
+    """
+    if storage_options or "://" in url or "::" in url:
+        return None
+    return url
+
+
 def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
     """Read a whole file from a local path or URL."""
+    local = _local(url, storage_options)
+    if local is not None:
+        with open(local, "rb") as fh:
+            return fh.read()
     fs, path = filesystem(url, storage_options)
     data: bytes = fs.cat_file(path)
     return data
@@ -46,6 +226,9 @@ def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes
 
 def same_location(a: str, b: str) -> bool:
     """True when two local paths or URLs name the same file."""
+    local_a, local_b = _local(a), _local(b)
+    if local_a is not None and local_b is not None:
+        return os.path.realpath(local_a) == os.path.realpath(local_b)
     try:
         fs_a, path_a = filesystem(a)
         fs_b, path_b = filesystem(b)
@@ -71,6 +254,10 @@ def write_verified(
     :class:`DeidError` to refuse them. Raises :class:`DeidError`
     (``write_failed`` or the check's code); the target is untouched on failure.
     """
+    local = _local(destination, storage_options)
+    if local is not None:
+        _write_local(data, local, check)
+        return
     try:
         fs, path = filesystem(destination, storage_options)
     except Exception as exc:
@@ -99,6 +286,36 @@ def write_verified(
         raise DeidError(
             ErrorCode.WRITE_FAILED, f"writing the output failed ({type(exc).__name__})"
         ) from None
+
+
+def _write_local(data: bytes, path: str, check: Callable[[bytes], None]) -> None:
+    """:func:`write_verified` for a plain local path (os calls, no fsspec)."""
+    parent, name = os.path.split(path)
+    tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+    try:
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        with open(tmp, "rb") as fh:
+            written = fh.read()
+        if written != data:
+            raise DeidError(ErrorCode.WRITE_FAILED, "the bytes read back differ from those written")
+        check(written)
+        os.replace(tmp, path)
+    except DeidError:
+        _remove_local(tmp)
+        raise
+    except Exception as exc:
+        _remove_local(tmp)
+        raise DeidError(
+            ErrorCode.WRITE_FAILED, f"writing the output failed ({type(exc).__name__})"
+        ) from None
+
+
+def _remove_local(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def _is_local(fs: Any) -> bool:

@@ -167,3 +167,17 @@ def test_patient_key() -> None:
     assert patient_key_of(ds) == "name:DOE JANE"
     ds.PatientID = "123"
     assert patient_key_of(ds) == "id:123|"
+
+
+def test_files_of_a_record_share_identifiers_and_detector(engine: Engine) -> None:
+    """What follows from a record's identifying values is built once per record."""
+    data = pydicom_test_file("CT_small.dcm").read_bytes()
+    first = pydicom.dcmread(io.BytesIO(data))
+    second = pydicom.dcmread(io.BytesIO(data))
+    second.SOPInstanceUID = "1.2.3.4.5"  # another image of the same series
+    record = engine._record(first)
+    assert engine._record(second) is record
+    third = pydicom.dcmread(io.BytesIO(data))
+    third.PatientName = "OTHER^PATIENT"
+    assert engine._record(third) is not record
+    assert "OTHER" in engine._record(third).deny.types

@@ -1,0 +1,97 @@
+"""Encoding the output from the input's own bytes, and writing it (local paths and URLs)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from dicomscrub.core.pipeline import DEFER_SIZE, Engine, encode
+from dicomscrub.core.read import raw_value, read_dataset
+from dicomscrub.core.write import encode_parts, original_spans, read_bytes, same_location
+from support import deid_data_dir, pydicom_test_file
+
+SECRET = "write-test-secret"
+# little and big endian, implicit VR, encapsulated pixel data, undefined-length sequences
+# changed in place (deid-data), nested sequences (rtplan), an SR document
+FILES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "rtplan.dcm",
+    "ExplVR_BigEnd.dcm",
+    "emri_small_jpeg_2k_lossless.dcm",
+    "reportsi.dcm",
+    "deid:ultrasounds/ultrasound-multiframe.dcm",
+    "deid:humans/ctbrain1.dcm",
+]
+
+
+def _path(name: str) -> Path:
+    if name.startswith("deid:"):
+        return deid_data_dir() / name.removeprefix("deid:")
+    return pydicom_test_file(name)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine({"pixels": {"mode": "off"}}, secret=SECRET)
+
+
+def _flat(ds: Dataset, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    for element in ds:
+        where = f"{path}{element.tag}"
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value or ()):
+                yield from _flat(item, f"{where}[{index}].")
+        else:
+            yield where, element.VR, element.value
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_kept_elements_are_written_from_the_input_bytes(engine: Engine, name: str) -> None:
+    data = _path(name).read_bytes()
+    ds = read_dataset(data, defer_size=DEFER_SIZE, keep_originals=True)
+    spans = original_spans(ds, data)
+    assert spans, name
+    engine.deidentify(ds)
+    parts = encode_parts(ds, data, spans)
+    assert any(isinstance(p, memoryview) for p in parts)  # input bytes, not a re-encoding
+    spliced = pydicom.dcmread(io.BytesIO(b"".join(parts)))
+    plain = pydicom.dcmread(io.BytesIO(encode(ds)))  # pydicom writes every element
+    assert list(_flat(spliced.file_meta)) == list(_flat(plain.file_meta))
+    assert list(_flat(spliced)) == list(_flat(plain))
+
+
+def test_unchanged_elements_keep_their_exact_bytes(engine: Engine) -> None:
+    data = _path("CT_small.dcm").read_bytes()
+    ds = read_dataset(data, defer_size=1024, keep_originals=True)
+    spans = original_spans(ds, data)
+    pixels = ds.get_item(0x7FE00010, keep_deferred=True)
+    assert pixels.value is None  # deferred: never copied out of the input
+    engine.deidentify(ds)
+    out = b"".join(encode_parts(ds, data, spans))
+    for tag in (0x00280010, 0x00180050, 0x7FE00010):  # Rows, SliceThickness, PixelData
+        _, start, end = spans[tag]
+        assert data[start:end] in out
+    _, start, end = spans[0x00100010]
+    assert data[start:end] not in out  # PatientName changed
+    assert raw_value(ds, pixels) == pydicom.dcmread(io.BytesIO(out)).PixelData
+
+
+def test_engine_output_matches_across_paths(engine: Engine, tmp_path: Path) -> None:
+    data = _path("rtplan.dcm").read_bytes()
+    out, result = engine.process_bytes(data)
+    assert result.status == "ok"
+    assert out is not None
+    target = tmp_path / "a" / "rt.dcm"
+    assert engine.process_file(str(_path("rtplan.dcm")), str(target)).status == "ok"
+    assert target.read_bytes() == out
+    assert [p.name for p in target.parent.iterdir()] == ["rt.dcm"]
+    assert read_bytes(str(target)) == out
+    assert same_location(str(target), str(tmp_path / "a" / ".." / "a" / "rt.dcm"))
+    assert not same_location(str(target), "memory://a/rt.dcm")
