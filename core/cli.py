@@ -90,6 +90,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         secret_env=args.secret_env,
         ephemeral_secret=args.ephemeral_secret,
         frame=args.frame,
+        redacted_only=args.redacted_only,
     )
 
 
@@ -158,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("-o", required=True, metavar="PNG")
     p.add_argument("--frame", type=int, default=0)
+    p.add_argument(
+        "--redacted-only",
+        action="store_true",
+        help="only the de-identified frame (no original pixels, so no burned-in PHI)",
+    )
     _add_engine_args(p)
     p.set_defaults(handler=_cmd_preview)
 

@@ -50,6 +50,9 @@ BackendName = Literal["auto", "pytesseract", "tesserocr"]
 
 #: tessdata of the Debian package; tesserocr's wheel bundles libtesseract but no models.
 SYSTEM_TESSDATA = "/usr/share/tesseract-ocr/5/tessdata"
+#: Crops are narrowed to this share of their width before OCR: tesseract's LSTM cost follows
+#: the line's length in line heights, and it reads glyphs narrowed this much as well.
+SQUEEZE = 1.0
 #: Line height (pixels) crops are scaled to before OCR: tesseract reads best around here.
 TARGET_HEIGHT = 28
 #: Tesseract settings: one uniform block; no inverted retry (crops are normalised).
@@ -287,6 +290,7 @@ class _Slot:
     top: int
     height: int
     scale: float
+    xscale: float  # across the line: :data:`SQUEEZE` times ``scale``
     origin: tuple[int, int]  # crop origin in the view
     shape: tuple[int, int]  # crop shape (h, w) before rotation/scaling
     turns: int  # np.rot90 turns applied to the crop
@@ -427,7 +431,7 @@ def _crop_key(view: NDArray[np.uint8], region: Region) -> tuple[bytes, tuple[int
     y1, x1 = min(view.shape[0], y + h + CROP_PAD), min(view.shape[1], x + w + CROP_PAD)
     crop = np.ascontiguousarray(view[y0:y1, x0:x1])
     digest = hashlib.blake2b(crop.tobytes(), key=_CACHE_KEY, digest_size=20)
-    digest.update(f"{crop.shape}|{_turns(region)}|{TARGET_HEIGHT}".encode())
+    digest.update(f"{crop.shape}|{_turns(region)}|{TARGET_HEIGHT}|{SQUEEZE}".encode())
     return digest.digest(), (x0, y0)
 
 
@@ -464,9 +468,10 @@ def _read_stacked(
                 if line < 0.6 * turned.shape[0]:
                     most = 4 * TARGET_HEIGHT / turned.shape[0]
                     scale = max(scale, min(6.0, most, TARGET_HEIGHT / max(1, line)))
-            if scale != 1.0:
+            xscale = scale * SQUEEZE
+            if scale != 1.0 or xscale != 1.0:
                 size = (
-                    max(1, round(turned.shape[1] * scale)),
+                    max(1, round(turned.shape[1] * xscale)),
                     max(1, round(turned.shape[0] * scale)),
                 )
                 turned = np.asarray(
@@ -474,7 +479,9 @@ def _read_stacked(
                         size, Image.Resampling.BICUBIC
                     )
                 )
-            slots.append(_Slot(index, top, turned.shape[0], scale, (x0, y0), crop.shape, turns))
+            slots.append(
+                _Slot(index, top, turned.shape[0], scale, xscale, (x0, y0), crop.shape, turns)
+            )
             pieces.append(turned)
             top += turned.shape[0] + _GAP
     result: list[list[Word]] = [[] for _ in items]
@@ -509,9 +516,9 @@ def _to_view(word: Word, slot: _Slot) -> Word:
     """Map a word box from the stacked image back to view coordinates."""
     x, y, w, h = word.box
     # Back to the (possibly rotated) crop, unscaled.
-    cx0 = (x - _MARGIN) / slot.scale
+    cx0 = (x - _MARGIN) / slot.xscale
     cy0 = (y - slot.top) / slot.scale
-    cx1 = (x + w - _MARGIN) / slot.scale
+    cx1 = (x + w - _MARGIN) / slot.xscale
     cy1 = (y + h - slot.top) / slot.scale
     ch, cw = slot.shape
     # A word cannot reach beyond the crop it was read from (tesseract pads some boxes).

@@ -6,7 +6,10 @@ both halves. :func:`preview_cli` is ``dicomscrub preview FILE -o before_after.pn
 it runs the engine in memory on one file and writes the picture.
 
 The left half shows the original pixels, PHI included: a preview is for the
-person running the tool, not for an audit or a log.
+person running the tool, not for an audit or a log. ``make_preview(None, after,
+entities)`` draws the de-identified frame alone (boxes outlined), for places
+that must not hold PHI (Dagster metadata, dashboards);
+``dicomscrub preview --redacted-only`` writes that picture.
 
 Examples
 --------
@@ -24,6 +27,10 @@ Examples
 >>> png = make_preview(ds, ds, [box])
 >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
+>>> from PIL import Image
+>>> import io
+>>> Image.open(io.BytesIO(make_preview(None, ds, [box]))).size   # the redacted frame only
+(48, 32)
 """
 
 from __future__ import annotations
@@ -81,14 +88,20 @@ def _colour(ds: Dataset, one: Decoded) -> NDArray[np.uint8]:
 
 
 def make_preview(
-    before: Dataset, after: Dataset, entities: Iterable[Entity], frame: int = 0
+    before: Dataset | None, after: Dataset, entities: Iterable[Entity], frame: int = 0
 ) -> bytes:
     """Return a PNG: ``before`` and ``after`` side by side, masked boxes outlined.
 
+    With ``before=None`` the PNG shows only the de-identified frame, boxes
+    outlined: no original pixels, so no burned-in PHI (what an event log or a
+    shared dashboard may hold).
+
     Parameters
     ----------
-    before, after
-        The original and the de-identified dataset (same geometry).
+    before
+        The original dataset, or ``None`` for the de-identified frame alone.
+    after
+        The de-identified dataset (same geometry as ``before``).
     entities
         Entity records; pixel entities of ``frame`` with a box are outlined.
     frame
@@ -101,13 +114,18 @@ def make_preview(
     DeidError
         A dataset cannot be decoded.
     """
-    left = _frame_rgb(before, frame)
     right = _frame_rgb(after, frame)
-    height = max(left.shape[0], right.shape[0])
-    canvas = Image.new("RGB", (left.shape[1] + _GAP + right.shape[1], height), (255, 255, 255))
-    canvas.paste(Image.fromarray(left), (0, 0))
-    offset = left.shape[1] + _GAP
-    canvas.paste(Image.fromarray(right), (offset, 0))
+    left = _frame_rgb(before, frame) if before is not None else None
+    if left is None:
+        canvas = Image.fromarray(right)
+        offsets = [0]
+    else:
+        height = max(left.shape[0], right.shape[0])
+        width = left.shape[1] + _GAP + right.shape[1]
+        canvas = Image.new("RGB", (width, height), (255, 255, 255))
+        canvas.paste(Image.fromarray(left), (0, 0))
+        offsets = [0, left.shape[1] + _GAP]
+        canvas.paste(Image.fromarray(right), (offsets[1], 0))
     draw = ImageDraw.Draw(canvas)
     for e in entities:
         if e.location != "pixel" or e.box is None or e.frame != frame:
@@ -115,10 +133,10 @@ def make_preview(
         if not e.tag.startswith("(7FE0"):  # overlay boxes live in another plane
             continue
         x, y, w, h = e.box
-        for dx in (0, offset):
+        for dx in offsets:
             draw.rectangle([x + dx, y, x + dx + w - 1, y + h - 1], outline=OUTLINE, width=2)
-    if height > MAX_HEIGHT:
-        scale = MAX_HEIGHT / height
+    if canvas.height > MAX_HEIGHT:
+        scale = MAX_HEIGHT / canvas.height
         size = (max(1, round(canvas.width * scale)), MAX_HEIGHT)
         canvas = canvas.resize(size, Image.Resampling.LANCZOS)
     buf = io.BytesIO()
@@ -134,8 +152,11 @@ def preview_cli(
     secret_env: str = "DICOMSCRUB_SECRET",
     ephemeral_secret: bool = False,
     frame: int = 0,
+    redacted_only: bool = False,
 ) -> int:
     """``dicomscrub preview FILE -o PNG``: de-identify ``file`` in memory, write the picture.
+
+    ``redacted_only`` draws the de-identified frame alone (no original pixels).
 
     Returns 0 when the PNG was written, 1 when the file could not be
     de-identified (the reason is printed, without PHI). Configuration problems
@@ -159,7 +180,8 @@ def preview_cli(
         return 1
     try:
         result = engine.deidentify(copy.deepcopy(before))
-        png = make_preview(before, result.dataset, result.entities, frame=frame)
+        original = None if redacted_only else before
+        png = make_preview(original, result.dataset, result.entities, frame=frame)
     except DeidError as exc:
         print(f"dicomscrub: {file}: {exc}", file=sys.stderr)
         return 1

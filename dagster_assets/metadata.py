@@ -6,7 +6,7 @@ from pseudonymized UIDs, timings, and the preview image of a redacted frame.
 Examples
 --------
 >>> md = preview_markdown(b"\\x89PNG...")
->>> md.value.startswith("![before and after](data:image/png;base64,")
+>>> md.value.startswith("![preview](data:image/png;base64,")
 True
 """
 
@@ -32,7 +32,7 @@ Metadata = dict[str, Any]
 def preview_markdown(png: bytes) -> MarkdownMetadataValue:
     """Embed a PNG in markdown as a data URI (the Dagster UI renders it inline)."""
     data = base64.b64encode(png).decode("ascii")
-    return MetadataValue.md(f"![before and after](data:image/png;base64,{data})")
+    return MetadataValue.md(f"![preview](data:image/png;base64,{data})")
 
 
 def count_table(

@@ -85,13 +85,9 @@ def _render(
             before = pydicom.dcmread(handle)
         png = make_preview(before, after, boxes, frame=frame)
         image: Image.Image = Image.open(io.BytesIO(png))
-    else:
-        # make_preview draws two panels (right-aligned, scaled alike); with the output on
-        # both sides, keep the right one: Columns wide, times the scale Rows -> height
-        png = make_preview(after, after, boxes, frame=frame)
+    else:  # the output alone: no original pixels in the event log
+        png = make_preview(None, after, boxes, frame=frame)
         image = Image.open(io.BytesIO(png))
-        panel = round(int(after.Columns) * image.height / int(after.Rows))
-        image = image.crop((image.width - panel, 0, image.width, image.height))
     if image.height > MAX_HEIGHT:
         scale = MAX_HEIGHT / image.height
         image = image.resize((max(1, round(image.width * scale)), MAX_HEIGHT))

@@ -45,3 +45,26 @@ def test_frame_out_of_range_is_a_usage_error(shared_dicom: Path) -> None:
     assert make_preview(ds, ds, [], frame=1)[:4] == b"\x89PNG"
     with pytest.raises(ConfigurationError):
         make_preview(ds, ds, [], frame=2)
+
+
+def test_redacted_only_preview_holds_no_original_pixels(shared_dicom: Path, tmp_path: Path) -> None:
+    """--redacted-only: one panel, the output frame with its boxes; the burned-in name is gone."""
+    import pytesseract
+
+    src = shared_dicom / "presidio/2_ORIGINAL.dcm"
+    both, alone = tmp_path / "both.png", tmp_path / "alone.png"
+    assert main(["preview", str(src), "-o", str(both)]) == 0
+    assert main(["preview", str(src), "-o", str(alone), "--redacted-only"]) == 0
+    ds = pydicom.dcmread(src)
+    img = Image.open(alone).convert("RGB")
+    assert img.size == (ds.Columns, ds.Rows)
+    assert np.all(np.asarray(img) == OUTLINE, axis=-1).sum() > 50  # boxes outlined
+
+    def caption(png: Image.Image) -> str:  # the top rows, where the name and birth date are
+        top = png.convert("L").crop((0, 0, ds.Columns, 60))
+        return str(pytesseract.image_to_string(top.resize((2 * top.width, 2 * top.height))))
+
+    assert "KAUFMAN" in caption(Image.open(both)).upper()  # the original half shows it
+    after = caption(img).upper()
+    assert "KAUFMAN" not in after
+    assert "1943" not in after
