@@ -70,6 +70,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any, Protocol
 
+from pydicom import config
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -456,7 +457,9 @@ class Field:
             self._original = self.original
         if isinstance(value, list):
             value = value[0] if len(value) == 1 else (value or "")
-        self.ds[self.tag] = DataElement(self.tag, self.vr, value)
+        # values are valid by construction (pseudonyms, shifted dates, fitted text); pydicom's
+        # checks would only warn, and the engine does not show pydicom's warnings
+        self.ds[self.tag] = DataElement(self.tag, self.vr, value, validation_mode=config.IGNORE)
         self._values = None
         self.raw = self.ds.get_item(self.tag)
 

@@ -40,11 +40,16 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -395,7 +400,9 @@ class Engine:
             method.append("free text replaced (no text detector)")
         ds.add_new(0x00120062, "CS", "YES")  # PatientIdentityRemoved
         ds.add_new(0x00120063, "LO", method)  # DeidentificationMethod
-        ds.add_new(0x00120064, "SQ", Sequence([_code_item(c) for c in sorted(set(codes))]))
+        ds._dict[BaseTag(0x00120064)] = _method_codes(  # DeidentificationMethodCodeSequence
+            tuple(sorted(set(codes))), *ds.original_encoding
+        )
         ds.add_new(0x00280303, "CS", temporal)  # LongitudinalTemporalInformationModified
 
     # -- bytes ------------------------------------------------------------------------------------
@@ -518,7 +525,7 @@ class Engine:
                     )
                 write_started = time.perf_counter()
                 write_verified(
-                    b"".join(parts),
+                    parts,
                     target,
                     check=lambda written: self.verify_bytes(written, done),
                     storage_options=storage_options,
@@ -531,6 +538,25 @@ class Engine:
             _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
         result.timings["total"] = time.perf_counter() - started
         return result
+
+
+@lru_cache(maxsize=64)
+def _method_codes(codes: tuple[str, ...], implicit: bool | None, little: bool | None) -> Any:
+    """DeidentificationMethodCodeSequence for ``codes``, encoded once per policy.
+
+    A raw element in the dataset's own encoding (written as it is; pydicom parses
+    it when it is read); a plain sequence when the encoding is not known.
+    """
+    element = DataElement(0x00120064, "SQ", Sequence([_code_item(c) for c in codes]))
+    if implicit is None or little is None:
+        return element
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, little
+    write_data_element(buffer, element, ["iso8859"])
+    value = buffer.getvalue()[8 if implicit else 12 :]
+    return RawDataElement(
+        BaseTag(0x00120064), None if implicit else "SQ", len(value), value, 0, implicit, little
+    )
 
 
 def _code_item(code: str) -> Dataset:

@@ -46,6 +46,8 @@ import warnings
 from .errors import ConfigurationError
 
 DEFAULT_SECRET_ENV = "DICOMSCRUB_SECRET"
+_MEMO_SIZE = 1 << 16  # digests remembered per pseudonymizer (cleared when full) ...
+_MEMO_VALUE = 256  # ... of values up to this length
 MAX_OFFSET_DAYS = 3652
 
 
@@ -68,6 +70,8 @@ class Pseudonymizer:
             for label in ("audit", "uid", "name", "id", "date", "token")
         }
         self._macs = self._prepare(self._keys)
+        self._memo: dict[tuple[str, str | bytes], bytes] = {}
+        self._b32: dict[bytes, str] = {}
 
     @staticmethod
     def _prepare(keys: dict[str, bytes]) -> dict[str, _hmac.HMAC]:
@@ -80,6 +84,8 @@ class Pseudonymizer:
     def __setstate__(self, keys: dict[str, bytes]) -> None:
         self._keys = dict(keys)
         self._macs = self._prepare(self._keys)
+        self._memo = {}
+        self._b32 = {}
 
     @classmethod
     def from_env(
@@ -103,9 +109,18 @@ class Pseudonymizer:
         )
 
     def _digest(self, label: str, value: str | bytes) -> bytes:
-        mac = self._macs[label].copy()
-        mac.update(value.encode("utf-8") if isinstance(value, str) else value)
-        return mac.digest()
+        # short values are remembered: the files of a series repeat them (UIDs, names, dates)
+        key = (label, value)
+        found = self._memo.get(key) if len(value) <= _MEMO_VALUE else None
+        if found is None:
+            mac = self._macs[label].copy()
+            mac.update(value.encode("utf-8") if isinstance(value, str) else value)
+            found = mac.digest()
+            if len(value) <= _MEMO_VALUE:
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = found
+        return found
 
     def hmac(self, value: str | bytes) -> str:
         """Audit HMAC (hex) of an original value."""
@@ -118,7 +133,13 @@ class Pseudonymizer:
 
     def _token(self, label: str, value: str, length: int) -> str:
         digest = self._digest(label, value.strip())
-        return base64.b32encode(digest).decode("ascii")[:length]
+        text = self._b32.get(digest)
+        if text is None:
+            text = base64.b32encode(digest).decode("ascii")
+            if len(self._b32) >= _MEMO_SIZE:
+                self._b32.clear()
+            self._b32[digest] = text
+        return text[:length]
 
     def name(self, value: str, *, patient: bool = False) -> str:
         """Person-name pseudonym: ``PATIENT^XXXXXXXXXX`` or ``PERSON^XXXXXXXXXX``."""

@@ -37,14 +37,16 @@ from typing import Any
 
 import fsspec
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_offset_to_value
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 from .errors import DeidError, ErrorCode
-from .read import originals
+from .read import codec_for, originals
 
 TMP_SUFFIX = ".dicomscrub-tmp"
 #: The bytes of a file as written: a list of pieces (input slices are not copied).
@@ -56,6 +58,78 @@ _SEQUENCE_DELIMITER = {
     False: b"\xff\xfe\xe0\xdd\x00\x00\x00\x00",
 }
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+#: VRs whose ASCII text values :func:`encode_text_element` writes (others go to pydicom).
+TEXT_ELEMENT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_LONG_LENGTH_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+
+
+def encode_text_element(element: Any, implicit: bool, little: bool) -> bytes | None:
+    """The bytes pydicom writes for a text element with an ASCII value, or None.
+
+    None (pydicom's writer is used then) for other VRs, raw elements, values that
+    are not plain text or not ASCII (character sets, code extensions), and values
+    too long for an explicit VR 16-bit length. Values are joined with backslashes
+    and padded to an even length (UI with NUL, the others with a space).
+
+    >>> from pydicom.dataelem import DataElement
+    >>> encode_text_element(DataElement(0x00100010, "PN", "DOE^JANE^Q"), False, True)
+    b'\\x10\\x00\\x10\\x00PN\\n\\x00DOE^JANE^Q'
+    """
+    vr = element.VR
+    if vr not in TEXT_ELEMENT_VRS or element.is_raw:
+        return None
+    value = element.value
+    if value is None:
+        text = ""
+    elif isinstance(value, str | PersonName):
+        text = str(value)
+    elif isinstance(value, MultiValue | list | tuple) and all(
+        isinstance(v, str | PersonName) for v in value
+    ):
+        text = "\\".join(str(v) for v in value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    order = "<" if little else ">"
+    tag = element.tag
+    if implicit:
+        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(data)) + data
+    if vr in _LONG_LENGTH_VRS:
+        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(data))
+        return head + data
+    if len(data) > 0xFFFF:
+        return None
+    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data)) + data
+
+
+def _file_meta_bytes(meta: FileMetaDataset) -> bytes:
+    """The File Meta Information group as pydicom writes it (explicit VR little endian)."""
+    pieces = []
+    for tag in sorted(meta._dict):
+        if tag == 0x00020000:
+            continue  # the group length is computed below
+        element = meta[tag]
+        if tag == 0x00020001 and element.value == b"\x00\x01":  # FileMetaInformationVersion
+            piece: bytes | None = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
+        else:
+            piece = encode_text_element(element, False, True)
+        if piece is None:  # anything unusual: pydicom writes the whole group
+            buffer = DicomBytesIO()
+            write_file_meta_info(buffer, copy.deepcopy(meta), enforce_standard=True)
+            return buffer.getvalue()
+        pieces.append(piece)
+    body = b"".join(pieces)
+    return b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<L", len(body)) + body
 
 
 def original_spans(ds: Dataset, data: bytes) -> Spans:
@@ -138,6 +212,13 @@ def encode_parts(ds: Dataset, source: bytes | None = None, spans: Spans | None =
     return parts
 
 
+def _charset_terms(ds: Dataset) -> list[str]:
+    value = ds.get("SpecificCharacterSet", None)
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, MultiValue | list) else [str(value)]
+
+
 def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
     """The file as pieces, unchanged top-level elements taken from ``source``; None: not here."""
     syntax = UID(str(ds.file_meta.TransferSyntaxUID))
@@ -150,11 +231,10 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
         return None
     if any(tag >> 16 in (0, 2) for tag in ds._dict):
         raise ValueError("command or file meta elements in the dataset")
-    head = DicomBytesIO()
-    head.write(ds.preamble if ds.preamble else b"\x00" * 128)
-    head.write(b"DICM")
-    write_file_meta_info(head, copy.deepcopy(ds.file_meta), enforce_standard=True)
-    parts: Parts = [head.getvalue()]
+    validate_file_meta(ds.file_meta, enforce_standard=True)
+    preamble = ds.preamble if ds.preamble else b"\x00" * 128
+    parts: Parts = [preamble + b"DICM" + _file_meta_bytes(ds.file_meta)]
+    plain_text = codec_for(tuple(_charset_terms(ds))) is not None
     view = memoryview(source)
     encodings = ds.get("SpecificCharacterSet", "iso8859")
     buffer = DicomBytesIO()
@@ -189,7 +269,11 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
         if tag == 0x7FE00010:  # PS3.5 A.4: encapsulated pixel data has an undefined length
             item = ds[tag]
             item.is_undefined_length = syntax.is_compressed
-        write_data_element(buffer, item, encodings)
+        fast = encode_text_element(item, *encoding) if plain_text else None
+        if fast is not None:
+            buffer.write(fast)
+        else:
+            write_data_element(buffer, item, encodings)
     if run is not None:
         parts.append(view[run[0] : run[1]])
     if buffer.tell():
@@ -242,7 +326,7 @@ def same_location(a: str, b: str) -> bool:
 
 
 def write_verified(
-    data: bytes,
+    data: bytes | Parts,
     destination: str,
     *,
     check: Callable[[bytes], None],
@@ -250,13 +334,16 @@ def write_verified(
 ) -> None:
     """Write ``data`` to ``destination`` via a temporary name, after ``check`` passes on re-read.
 
-    ``check`` receives the bytes read back from the temporary file and raises
-    :class:`DeidError` to refuse them. Raises :class:`DeidError`
-    (``write_failed`` or the check's code); the target is untouched on failure.
+    ``data`` is the file's bytes or its pieces (:func:`encode_parts`; written one
+    after the other, never joined in memory). ``check`` receives the bytes read
+    back from the temporary file and raises :class:`DeidError` to refuse them.
+    Raises :class:`DeidError` (``write_failed`` or the check's code); the target is
+    untouched on failure.
     """
+    parts: Parts = [data] if isinstance(data, bytes) else list(data)
     local = _local(destination, storage_options)
     if local is not None:
-        _write_local(data, local, check)
+        _write_local(parts, local, check)
         return
     try:
         fs, path = filesystem(destination, storage_options)
@@ -269,9 +356,10 @@ def write_verified(
     try:
         if parent:
             fs.makedirs(parent, exist_ok=True)
-        fs.pipe_file(tmp, data)
+        joined = parts[0] if len(parts) == 1 else b"".join(parts)
+        fs.pipe_file(tmp, joined)
         written = fs.cat_file(tmp)
-        if written != data:
+        if written != joined:
             raise DeidError(ErrorCode.WRITE_FAILED, "the bytes read back differ from those written")
         check(written)
         if _is_local(fs):
@@ -288,7 +376,7 @@ def write_verified(
         ) from None
 
 
-def _write_local(data: bytes, path: str, check: Callable[[bytes], None]) -> None:
+def _write_local(parts: Parts, path: str, check: Callable[[bytes], None]) -> None:
     """:func:`write_verified` for a plain local path (os calls, no fsspec)."""
     parent, name = os.path.split(path)
     tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
@@ -296,10 +384,11 @@ def _write_local(data: bytes, path: str, check: Callable[[bytes], None]) -> None
         if parent:
             os.makedirs(parent, exist_ok=True)
         with open(tmp, "xb") as fh:
-            fh.write(data)
+            for part in parts:
+                fh.write(part)
         with open(tmp, "rb") as fh:
             written = fh.read()
-        if written != data:
+        if not _same_bytes(written, parts):
             raise DeidError(ErrorCode.WRITE_FAILED, "the bytes read back differ from those written")
         check(written)
         os.replace(tmp, path)
@@ -311,6 +400,16 @@ def _write_local(data: bytes, path: str, check: Callable[[bytes], None]) -> None
         raise DeidError(
             ErrorCode.WRITE_FAILED, f"writing the output failed ({type(exc).__name__})"
         ) from None
+
+
+def _same_bytes(written: bytes, parts: Parts) -> bool:
+    """True when ``written`` is exactly the pieces one after the other (no joining)."""
+    offset = 0
+    for part in parts:
+        if not written.startswith(part, offset):
+            return False
+        offset += len(part)
+    return offset == len(written)
 
 
 def _remove_local(path: str) -> None:
