@@ -388,10 +388,13 @@ def propose_text_regions(
     regions: list[Region] = []
     for bright in wanted:
         small = _pool(view, factor, bright)
+        light = None if bright else _light_cells(small)
+        if light is not None and not light.any():
+            continue  # no light background: no dark text
         contrast = _top_hat(small, max(7, STROKE // factor), bright)
         mask = contrast >= threshold
-        if not bright:
-            mask &= _light_cells(small)
+        if light is not None:
+            mask &= light
         if not mask.any():
             continue
         strong = contrast >= 2 * threshold if strong_factor else None
