@@ -8,7 +8,7 @@ ten instances per study) and a complete manifest (header columns filled, as
 process with ``POLICY`` (``default``, or ``header``: ``pixels: {mode: off}``),
 samples the resident memory of that process and its workers every 50 ms, and
 prints one JSON line (wall time, the run's own seconds, the pool's start-up
-seconds, peak RSS).
+seconds, peak RSS, CPU seconds of the parent and of all its processes).
 
 ``python benchmarks/batch.py --startup`` prints what a process pays before its
 first file (imports, engine, spaCy model), measured in a fresh interpreter.
@@ -130,12 +130,16 @@ def run(manifest: Path, work: Path, workers: int, policy: str = "default") -> di
     proc = _start(manifest, out, audit, workers, policy)
     parent = psutil.Process(proc.pid)
     peak_tree = peak_parent = 0
+    cpu: dict[int, float] = {}  # last CPU seconds seen per process of the tree
     while proc.poll() is None:
         try:
             tree = [parent, *parent.children(recursive=True)]
             rss = [p.memory_info().rss for p in tree]
             peak_tree = max(peak_tree, sum(rss))
             peak_parent = max(peak_parent, rss[0])
+            for p in tree:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -150,6 +154,8 @@ def run(manifest: Path, work: Path, workers: int, policy: str = "default") -> di
         "counts": result["counts"],
         "peak_tree_rss_mb": peak_tree / 2**20,
         "peak_parent_rss_mb": peak_parent / 2**20,
+        "cpu_s": sum(cpu.values()),
+        "parent_cpu_s": cpu.get(proc.pid, 0.0),
         "returncode": proc.returncode,
     }
 

@@ -500,11 +500,14 @@ def _batch_lines(b: dict[str, Any]) -> list[str]:
         "and page caches). Wall time is the whole child "
         "process (imports, pool start-up, run, audit); `pool start` is from creating the pool to "
         "the first worker answering (fork server imports, engine, spaCy model), overlapped with "
-        "reading the manifest.",
+        "reading the manifest. CPU: user + system seconds of the run's processes (all: parent, "
+        "fork server and workers), sampled every 50 ms; with 2 workers close to 1 worker's, "
+        "the pool adds little work and the rest of the gap to 2x is CPU the machine did not "
+        "give.",
         "",
-        "| files | policy | workers | wall | files/s | 2 vs 1 worker | pool start | ok/failed "
-        "| peak RSS (all processes) | peak RSS (parent) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| files | policy | workers | wall | files/s | 2 vs 1 worker | pool start | CPU (all) "
+        "| CPU (parent) | ok/failed | peak RSS (all processes) | peak RSS (parent) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = _best(b["runs"])
     for (files, policy, workers), r in sorted(best.items()):
@@ -515,6 +518,7 @@ def _batch_lines(b: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {files} | {policy} | {workers} | {r['wall_s']:.1f} s | "
             f"{files / r['wall_s']:.2f} | {ratio} | {f'{start:.1f} s' if start else '-'} | "
+            f"{r.get('cpu_s', 0):.1f} s | {r.get('parent_cpu_s', 0):.1f} s | "
             f"{counts.get('ok', 0)}/{counts.get('failed', 0)} | {r['peak_tree_rss_mb']:.0f} MB | "
             f"{r['peak_parent_rss_mb']:.0f} MB |"
         )
