@@ -322,6 +322,9 @@ class PhraseMatcher:
         upper = text.upper()
         if len(upper) != len(text):  # a case mapping changed the length: compare as is
             upper = text
+        by_word = self._by_word
+        if not any(word in by_word for word in _WORD.findall(upper)):
+            return  # no word of the text starts a phrase (the common case: one C-level pass)
         # collapse whitespace runs, remembering where each character came from
         norm_chars: list[str] = []
         origin: list[int] = []
