@@ -617,8 +617,16 @@ def ocr_digit_view(text: str) -> str:
 # ---------------------------------------------------------------------------- finders
 
 
+#: Every pattern but e-mail and URL needs a digit (dates, times, phones, IDs, ages, ZIP codes).
+_DIGIT = re.compile(r"\d")
+_WITHOUT_DIGITS = ("EMAIL", "URL")
+
+
 def _regex_spans(text: str) -> Iterator[Span]:
+    digits = _DIGIT.search(text) is not None
     for entity_type, pattern, confidence, group in _PATTERNS:
+        if not digits and entity_type not in _WITHOUT_DIGITS:
+            continue  # cannot match: skip the scan
         for match in pattern.finditer(text):
             start, end = match.span(group)
             if start < 0 or end <= start:
@@ -647,6 +655,10 @@ def _id_like(value: str, *, labelled: bool) -> bool:
 
 
 def _address_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    if _DIGIT.search(text) is None:  # only "City, ST" can match without a house number or ZIP
+        if "," in text:
+            yield from _city_state_spans(text, vocab)
+        return
     for match in _STREET_RE.finditer(text):
         words = [fold(w) for w in WORD_RE.findall(match.group(1))]
         if any(not vocab.is_safe_word(w) or any(c.isdigit() for c in w) for w in words):
@@ -655,12 +667,16 @@ def _address_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
         yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.85)
     for match in _STREET_BEFORE_CITY.finditer(text):
         yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.8)
+    yield from _city_state_spans(text, vocab)
+    if _STREET_RE.search(text):
+        for match in _UK_POSTCODE.finditer(text):
+            yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.7)
+
+
+def _city_state_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     for match in _CITY_STATE.finditer(text):
         words = [fold(w) for w in WORD_RE.findall(match.group(1))]
         if any(not vocab.is_safe_word(w) for w in words):
-            yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.7)
-    if _STREET_RE.search(text):
-        for match in _UK_POSTCODE.finditer(text):
             yield Span(match.start(), match.end(), "LOCATION", "pattern", 0.7)
 
 
@@ -763,7 +779,8 @@ def _ambiguous_title(matched: str) -> bool:
 
 
 def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
-    for match in _CARET_NAME.finditer(text):
+    carets = _CARET_NAME.finditer(text) if "^" in text else ()
+    for match in carets:
         # words before the first and after the last caret that are vocabulary are not
         # part of the name ("f/u for DOE^JANE PORTABLE")
         # ("Patient DOE^JANE seen"): the words next to the carets belong to the name, words
@@ -783,7 +800,8 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
             while end < match.end() and text[end] == "^":  # empty trailing components
                 end += 1
             yield Span(found[0].start(), end, "PERSON", "pattern", 0.9)
-    for regex in (_TITLE_NAME, _NAME_DEGREE, _LABELLED_NAME):
+    labelled = (_LABELLED_NAME,) if ":" in text or "=" in text else ()
+    for regex in (_TITLE_NAME, _NAME_DEGREE, *labelled):
         for match in regex.finditer(text):
             trimmed = _trim_name(text, match.start(1), match.end(1), vocab)
             if trimmed is None or not text[trimmed[0]].isupper():
