@@ -76,6 +76,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 from pydicom.valuerep import MAX_VALUE_LEN
 
@@ -459,20 +460,31 @@ class Field:
             value = value[0] if len(value) == 1 else (value or "")
         # values are valid by construction (pseudonyms, shifted dates, fitted text); pydicom's
         # checks would only warn, and the engine does not show pydicom's warnings
-        self.ds[self.tag] = DataElement(self.tag, self.vr, value, validation_mode=config.IGNORE)
+        element = DataElement(self.tag, self.vr, value, validation_mode=config.IGNORE)
+        if self.vr == "SQ" or self.tag in _PYDICOM_TRACKED:
+            self.ds[self.tag] = element
+        else:  # a plain element: nothing else for pydicom's __setitem__ to keep up to date
+            self.ds._dict[BaseTag(self.tag)] = element
         self._values = None
-        self.raw = self.ds.get_item(self.tag)
+        self.raw = element
 
     def remove(self) -> None:
         try:
             self._original = self.original
         except DeidError:  # undecodable: the audit HMAC is of the raw bytes
             self._original = _raw_bytes(self)
-        del self.ds[self.tag]
+        if (self.tag >> 16) & 1 or self.tag in _PYDICOM_TRACKED:
+            del self.ds[self.tag]
+        else:
+            del self.ds._dict[BaseTag(self.tag)]
 
     def sequence(self) -> Sequence:
         element = self.ds[self.tag]
         return element.value if element.value is not None else Sequence()
+
+
+#: Elements whose setting or removal pydicom's Dataset tracks (character set, pixel data).
+_PYDICOM_TRACKED = frozenset({0x00080005, 0x00280103, 0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
 @cache

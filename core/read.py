@@ -282,7 +282,7 @@ def codec_for(charset: tuple[str, ...]) -> str | None:
 
 def dataset_codec(ds: Dataset, inherited: str | None) -> str | None:
     """The codec of ``ds``'s own SpecificCharacterSet, else ``inherited``."""
-    raw = ds.get_item(0x00080005)
+    raw = ds._dict.get(BaseTag(0x00080005))
     if raw is None:
         return inherited
     value = raw.value
