@@ -604,7 +604,7 @@ def record(section: str) -> None:
     if not RESULTS.exists():
         RESULTS.write_text(
             "# Benchmark results\n\nAppended by `make bench` (`benchmarks/run.py`); newest last. "
-            "See `notes/README-quality.md` for what each number means.\n\n"
+            "See `docs/quality.md` for what each number means.\n\n"
         )
     with RESULTS.open("a", encoding="utf-8") as fh:
         fh.write("\n" + section + "\n")

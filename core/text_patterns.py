@@ -48,7 +48,7 @@ __all__ = [
     "vocabulary",
 ]
 
-#: Entity types the detector reports (see ``notes/README-text.md``).
+#: Entity types the detector reports (see ``docs/text-detection.md``).
 ENTITY_TYPES = (
     "PERSON",
     "ID",

@@ -53,7 +53,7 @@ AUDIT_FILES = AssetKey("dicom_audit_files")
 AUDIT_ENTITIES = AssetKey("dicom_audit_entities")
 
 # One run per partition: a failed partition is retried alone, and each run carries
-# that partition's blocking checks. See notes/README-dagster.md for the trade-off.
+# that partition's blocking checks. See docs/dagster.md for the trade-off.
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
