@@ -623,9 +623,9 @@ _WITHOUT_DIGITS = ("EMAIL", "URL")
 
 
 def _regex_spans(text: str) -> Iterator[Span]:
-    digits = _DIGIT.search(text) is not None
+    has_digits = _DIGIT.search(text) is not None
     for entity_type, pattern, confidence, group in _PATTERNS:
-        if not digits and entity_type not in _WITHOUT_DIGITS:
+        if not has_digits and entity_type not in _WITHOUT_DIGITS:
             continue  # cannot match: skip the scan
         for match in pattern.finditer(text):
             start, end = match.span(group)
@@ -638,8 +638,8 @@ def _regex_spans(text: str) -> Iterator[Span]:
                 and group == 0
                 and pattern.pattern.startswith("(?<![\\w+])\\+")
             ):
-                digits = sum(ch.isdigit() for ch in text[start:end])
-                if not 8 <= digits <= 15:
+                phone_digits = sum(ch.isdigit() for ch in text[start:end])
+                if not 8 <= phone_digits <= 15:
                     continue
             yield Span(start, end, entity_type, "pattern", confidence)
 
