@@ -423,6 +423,21 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_KEY = os.urandom(16)  # digests are keyed per process: nothing to match them against
 
 
+def clear_cache() -> None:
+    """Forget every cached OCR reading (all backends) in this process.
+
+    For measurements that must not be helped by an earlier file's readings
+    (benchmarks, cold-start tests); a running engine never needs it.
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    with _CACHE_LOCK:
+        for cache in _CACHES.values():
+            cache.clear()
+
+
 def _crop_key(view: NDArray[np.uint8], region: Region) -> tuple[bytes, tuple[int, int]]:
     """Digest of what OCR would see for ``region`` (crop pixels, shape, reading turns), and the
     crop's origin in the view."""

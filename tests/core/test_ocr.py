@@ -7,7 +7,14 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from dicomscrub.core.ocr import ROTATED_LINE_OFFSET, OcrBackend, get_backend, read_regions
+from dicomscrub.core.ocr import (
+    ROTATED_LINE_OFFSET,
+    OcrBackend,
+    Word,
+    clear_cache,
+    get_backend,
+    read_regions,
+)
 from dicomscrub.core.text_regions import Region, propose_text_regions
 
 
@@ -82,3 +89,34 @@ def test_empty_input_reads_nothing(backend: OcrBackend) -> None:
 def test_auto_prefers_tesserocr() -> None:
     assert get_backend("auto").name == "tesserocr"
     assert get_backend("pytesseract").name == "pytesseract"
+
+
+class _Counting:
+    """A real backend that counts how often tesseract is called."""
+
+    def __init__(self, inner: OcrBackend) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.calls = 0
+
+    def read(self, image: NDArray[np.uint8]) -> list[Word]:
+        self.calls += 1
+        return self.inner.read(image)
+
+
+def test_repeated_crops_are_read_once_until_the_cache_is_cleared(backend: OcrBackend) -> None:
+    view = _view([((4, 4), "DOE JANE", 16)], (160, 30))
+    region = propose_text_regions(view)[0]
+    counting = _Counting(backend)
+    first = read_regions(counting, [(view, region)])
+    assert counting.calls == 1
+    shifted = np.zeros((60, 200), np.uint8)  # the same caption elsewhere on another image
+    shifted[20:50, 30:190] = view
+    moved = Region((region.box[0] + 30, region.box[1] + 20, region.box[2], region.box[3]))
+    again = read_regions(counting, [(shifted, moved)])
+    assert counting.calls == 1  # read from the cache, boxes moved with the caption
+    assert [w.text for w in again[0]] == [w.text for w in first[0]]
+    assert [w.box[0] for w in again[0]] == [w.box[0] + 30 for w in first[0]]
+    clear_cache()
+    read_regions(counting, [(view, region)])
+    assert counting.calls == 2
