@@ -426,26 +426,12 @@ class WorkerPool:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             suspects: list[Task] = []
-            for future in done:
-                task = pending.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    suspects.append(task)
-                    continue
-                yield result
+            yield from _collect(done, pending, suspects)
             if not suspects:
                 continue
             # A worker died: every file still in flight fails with the pool. Keep the ones
             # that finished, then retry the others one at a time in a rebuilt pool.
-            for future in wait(pending).done:
-                task = pending.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    suspects.append(task)
-                    continue
-                yield result
+            yield from _collect(wait(pending).done, pending, suspects)
             log.warning(
                 "a worker process died with %d files in flight; rebuilding the pool and "
                 "retrying them one at a time",
@@ -464,6 +450,21 @@ class WorkerPool:
                 result = failed(task.source, ErrorCode.WORKER_CRASHED, _CRASHED_MESSAGE, _sha(task))
                 self._restart()
             yield result
+
+
+def _collect(
+    done: Iterable[Future[FileResult]],
+    pending: dict[Future[FileResult], Task],
+    suspects: list[Task],
+) -> Iterator[FileResult]:
+    """Yield the results of ``done`` (removed from ``pending``); tasks of a broken pool go to
+    ``suspects``."""
+    for future in done:
+        task = pending.pop(future)
+        try:
+            yield future.result()
+        except BrokenProcessPool:
+            suspects.append(task)
 
 
 def _broken() -> Future[FileResult]:
