@@ -386,8 +386,9 @@ def markdown(results: dict[str, Any]) -> str:
     if p:
         lines += [
             f"### Pixel path ({p['files']} image files timed, SR documents run too; presidio "
-            "redacts pixels only, so its header numbers are not comparable; dicomscrub's caches "
-            "emptied after the warm-up file, then kept from file to file as in a real run)",
+            "redacts pixels only, so its header numbers are not comparable; dicomscrub's OCR "
+            "readings emptied after the warm-up file, then kept from file to file as in a real "
+            "run)",
             "",
             "| tool | median per image | mean per image | mean by kind | set-up | peak RSS | "
             "failed | " + " | ".join(PIXEL_METRICS) + " |",
@@ -412,7 +413,7 @@ def markdown(results: dict[str, Any]) -> str:
     if c:
         lines += [
             "### Cine cost versus frame count (480x360 RGB, RLE, same overlay on every frame; "
-            "dicomscrub from cold caches for every file)",
+            "dicomscrub from an empty OCR cache for every file)",
             "",
             "| tool | " + " | ".join(f"{n} frames" for n in c["frames"]) + " |",
             "|---" * (1 + len(c["frames"])) + "|",

@@ -92,14 +92,12 @@ def _presidio() -> Runner:
 def _dicomscrub(policy: dict[str, Any]) -> Callable[[], Runner]:
     def make() -> Runner:
         from dicomscrub.core.pipeline import Engine
+        from dicomscrub.core.text_detect import TextDetector
 
         engine = Engine(policy, secret=SECRET)
         # Set-up, as a worker's start does: the spaCy model and word lists load
         # now, not inside the time of the first file that needs NER.
-        from dicomscrub.core.policy import Policy
-        from dicomscrub.core.text_detect import TextDetector
-
-        TextDetector(Policy.load(policy).text).warm_up()
+        TextDetector(engine.policy.text).warm_up()
 
         def run(src: Path, dst: Path) -> None:
             result = engine.process_file(str(src), str(dst))
@@ -107,7 +105,8 @@ def _dicomscrub(policy: dict[str, Any]) -> Callable[[], Runner]:
                 raise RuntimeError(result.error_code or "failed")
 
         def reset() -> None:
-            """Cold caches: a fresh engine (record and text caches) and no OCR readings."""
+            """No OCR readings and a fresh engine (its per-record cache); the text
+            detector's span caches are per process and stay warm (milliseconds)."""
             nonlocal engine
             from dicomscrub.core.ocr import clear_cache
 
@@ -136,10 +135,10 @@ def run_tool(
 ) -> dict[str, Any]:
     """Run ``tool`` over the files; return timings, failures and peak RSS (this process).
 
-    dicomscrub keeps caches by content (OCR readings of a crop, text spans, a
-    record's identifiers): they are emptied after the warm-up, and with
-    ``cold`` before every file too (the cine section: the same overlay in every
-    file would otherwise be read once for all of them).
+    dicomscrub keeps OCR readings by crop content and a record's identifiers per
+    engine: both are emptied after the warm-up, and with ``cold`` before every
+    file too (the cine section: the same overlay in every file would otherwise
+    be read once for all of them). Text spans stay cached per process.
     """
     started = time.perf_counter()
     runner = TOOLS[tool]()
