@@ -37,7 +37,7 @@ import sys
 import time
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -65,6 +65,7 @@ from .policy import Policy
 from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
 from .read import PIXEL_TAGS, read_dataset
+from .rescan import scan_file
 from .results import Entity, FileResult
 from .verify import DenyList, identifying_elements
 from .write import Parts, encode_parts, original_spans, read_bytes, same_location, write_verified
@@ -437,9 +438,27 @@ class Engine:
         """Re-read ``data`` and raise ``verify_failed`` if it is no valid DICOM file or an
         original identifier survives.
 
-        The output is parsed like an input (every element's length, every sequence),
-        large values left in place; then every element at any depth is searched.
+        The output is parsed like an input (every element's length, every sequence)
+        and every element at any depth is searched: in one walk over the bytes for
+        the common encodings (:func:`~dicomscrub.core.rescan.scan_file`), else by
+        reading it with pydicom, large values left in place.
         """
+        uids_kept = self.policy.options.retain_uids or self.policy.passthrough == "verbatim"
+        original_uids = () if uids_kept else done.original_uids
+        hits = scan_file(data, done.deny, original_uids, max_depth=self.policy.max_sequence_depth)
+        if hits is None:
+            hits = self._verify_with_pydicom(data, done.deny, original_uids)
+        if hits:
+            shown = ", ".join(sorted(set(hits))[:10])
+            raise DeidError(
+                ErrorCode.VERIFY_FAILED,
+                f"identifying values of the input survive in: {shown}",
+            )
+
+    def _verify_with_pydicom(
+        self, data: bytes, deny: DenyList, original_uids: Iterable[str]
+    ) -> list[str]:
+        """Read the output with pydicom; return where ``deny`` matches (raises when unreadable)."""
         try:
             ds = read_dataset(
                 data, max_sequence_depth=self.policy.max_sequence_depth, defer_size=DEFER_SIZE
@@ -450,14 +469,7 @@ class Engine:
             ) from None
         if str(ds.get("PatientIdentityRemoved", "")) != "YES":
             raise DeidError(ErrorCode.VERIFY_FAILED, "PatientIdentityRemoved is not YES")
-        uids_kept = self.policy.options.retain_uids or self.policy.passthrough == "verbatim"
-        hits = done.deny.find(ds, () if uids_kept else done.original_uids)
-        if hits:
-            shown = ", ".join(sorted(set(hits))[:10])
-            raise DeidError(
-                ErrorCode.VERIFY_FAILED,
-                f"identifying values of the input survive in: {shown}",
-            )
+        return deny.find(ds, original_uids)
 
     def process_bytes(
         self, data: bytes, *, source: str = "<bytes>"

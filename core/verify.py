@@ -439,7 +439,7 @@ class _Scan:
                 continue
             vr = element_vr(tag, raw.VR if raw is not None else None)
             if vr == "SQ":
-                where = _where(path, tag)
+                where = location(path, tag)
                 for index, item in enumerate(ds[tag].value or ()):
                     self.dataset(item, f"{where}[{index}]", codec)
             elif vr in SEARCHED_VRS:
@@ -448,11 +448,11 @@ class _Scan:
                     continue
                 text = self._text(ds, tag, raw, codec)
                 if text and pattern.search(GENERATED.sub(" ", text)):
-                    self.hits.append(_where(path, tag))
+                    self.hits.append(location(path, tag))
             elif vr == "UI" and self.uids:
                 values = self._text(ds, tag, raw, "ascii").split("\\")
                 if {v.strip("\x00 ") for v in values} & self.uids:
-                    self.hits.append(_where(path, tag))
+                    self.hits.append(location(path, tag))
             elif vr in BINARY_SEARCHED and self.deny.parts is not None:
                 if (tag & 0xFF00FFFF) == 0x60003000:
                     continue
@@ -460,7 +460,7 @@ class _Scan:
                 if not isinstance(value, bytes):
                     continue
                 if self.deny.parts.search(value[:MAX_BINARY_SCAN].decode("latin-1")):
-                    self.hits.append(_where(path, tag))
+                    self.hits.append(location(path, tag))
 
     @staticmethod
     def _text(ds: Dataset, tag: int, raw: object, codec: str | None) -> str:
@@ -473,7 +473,8 @@ class _Scan:
             return value.decode("latin-1") if isinstance(value, bytes) else ""
 
 
-def _where(path: str, tag: int) -> str:
+def location(path: str, tag: int) -> str:
+    """``path.Keyword`` (or ``path.(gggg,eeee)``) of the element ``tag`` below ``path``."""
     name = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     return f"{path}.{name}" if path else name
 

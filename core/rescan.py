@@ -1,0 +1,321 @@
+"""Re-read a written DICOM file from its bytes and search it for surviving identifiers.
+
+The fail-closed check after every write (``write -> re-read -> verify -> rename``)
+needs two things of the bytes on disk: that they parse as DICOM at every depth,
+and that no identifier of the input survives anywhere in them. Parsing them with
+pydicom builds a ``Dataset`` for every sequence item, which cost as much as the
+whole header pass. :func:`scan_file` walks the bytes once instead: it checks the
+preamble, the file meta group, every element's length and every sequence item
+at every depth, and hands each searchable value to the record's
+:class:`~dicomscrub.core.verify.DenyList` exactly as
+:meth:`DenyList.find <dicomscrub.core.verify.DenyList.find>` does on a pydicom
+dataset (same VRs, same character sets, same skipped tags, same locations).
+
+It handles the common encodings only: explicit and implicit VR little endian,
+explicit VR big endian, encapsulated pixel data, single-byte and UTF-8
+character sets. Anything else (a deflated dataset, ISO 2022 code extensions, a
+sequence encoded as UN, an undefined length where only a sequence may have one,
+a length running past its container, sequences nested deeper than allowed, a
+PatientIdentityRemoved that is not ``YES``) makes it return ``None``: the caller
+then reads the file with pydicom, which either reads it or says precisely what
+is wrong. So this module only ever makes the common case faster; it never
+accepts what the pydicom path would refuse.
+
+Examples
+--------
+>>> import io
+>>> from pydicom.dataset import Dataset, FileMetaDataset
+>>> from pydicom.uid import ExplicitVRLittleEndian
+>>> from dicomscrub.core.verify import DenyList
+>>> ds = Dataset(); ds.PatientIdentityRemoved = "YES"; ds.StudyDescription = "CT for Doe"
+>>> ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+>>> buffer = io.BytesIO(); ds.save_as(buffer, enforce_file_format=True)
+>>> deny = DenyList.from_elements([("PatientName", "PN", ("DOE^JANE",))])
+>>> scan_file(buffer.getvalue(), deny, max_depth=16)
+['StudyDescription']
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from pydicom.uid import UID
+
+from .read import codec_for, element_vr
+from .verify import (
+    BINARY_SEARCHED,
+    GENERATED,
+    MAX_BINARY_SCAN,
+    OWN_TAGS,
+    SEARCHED_VRS,
+    SKIPPED_TAGS,
+    DenyList,
+    location,
+)
+
+_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+#: Explicit VRs with a 2-byte reserved field and a 4-byte length.
+_LONG = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_SHORT = frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+_CHARSET = 0x00080005
+_IDENTITY_REMOVED = 0x00120062
+_SEPARATOR = "\x00"  # neither a word character nor a space: no phrase matches across it
+
+#: Where a value sits: ``(sequence tag, item index)`` from the top; ``_META`` for the file meta.
+Path = tuple[tuple[int, int], ...]
+_META: Path = ((-1, -1),)
+
+
+class _UsePydicomError(Exception):
+    """The bytes need pydicom's reader (the caller falls back to it)."""
+
+
+def scan_file(
+    data: bytes | memoryview,
+    deny: DenyList,
+    original_uids: Iterable[str] = (),
+    *,
+    max_depth: int,
+) -> list[str] | None:
+    """Locations where ``deny`` matches in the DICOM file ``data``, or None to use pydicom.
+
+    Parameters
+    ----------
+    data
+        The whole file as written (preamble, ``DICM``, file meta, dataset).
+    deny
+        The original record's deny-list.
+    original_uids
+        The input's instance UIDs (searched in UI values); empty when UIDs are kept.
+    max_depth
+        Deepest allowed sequence nesting (a top-level sequence's items are depth 1).
+
+    Returns
+    -------
+    list of str or None
+        The locations ``deny.find`` reports for the file read by pydicom, in file
+        order (an empty list: the file is well-formed and clean). None when the
+        file is not plainly well-formed, uses an encoding left to pydicom, or its
+        PatientIdentityRemoved is not ``YES``.
+    """
+    uids = frozenset(u for u in original_uids if u)
+    try:
+        return _Scanner(bytes(data), deny, uids, max_depth).run()
+    except (_UsePydicomError, struct.error, UnicodeDecodeError, LookupError):
+        return None
+
+
+class _Scanner:
+    def __init__(self, data: bytes, deny: DenyList, uids: frozenset[str], max_depth: int) -> None:
+        self.data = data
+        self.deny = deny
+        self.uids = uids
+        self.max_depth = max_depth
+        self.prefix = "<"  # struct byte order of the dataset (the file meta is always "<")
+        self.implicit = False
+        #: (order, path, tag, text) of values searched at the end, one pass per matcher
+        self.parts: list[tuple[int, Path, int, str]] = []
+        self.whole: list[tuple[int, Path, int, str]] = []
+        self.hits: list[tuple[int, Path, int]] = []
+        self.order = 0  # file order of the values, for the order of the hits
+        self.muted = 0  # inside a sequence dicomscrub writes from constants: parse, not search
+        self.identity_removed = False
+
+    # -- structure --------------------------------------------------------------------------------
+    def run(self) -> list[str]:
+        data = self.data
+        if len(data) < 144 or data[128:132] != b"DICM":
+            raise _UsePydicomError
+        syntax, start = self._meta(132)
+        if syntax is None or syntax in _DEFLATED or not UID(syntax).is_transfer_syntax:
+            raise _UsePydicomError
+        self.implicit = syntax == _IMPLICIT_LE
+        self.prefix = ">" if syntax == _EXPLICIT_BE else "<"
+        if start >= len(data):
+            raise _UsePydicomError  # no dataset after the file meta
+        self._dataset(start, len(data), (), 0, "latin_1", delimited=False)
+        if not self.identity_removed:
+            raise _UsePydicomError
+        self._search()
+        self.hits.sort(key=lambda hit: hit[0])
+        return [_where(path, tag) for _, path, tag in self.hits]
+
+    def _meta(self, pos: int) -> tuple[str | None, int]:
+        """Scan the file meta group; return its transfer syntax UID and where the dataset starts."""
+        data, syntax = self.data, None
+        while pos + 8 <= len(data) and data[pos : pos + 2] == b"\x02\x00":
+            tag, vr, length, value = self._header(pos, implicit=False)
+            if length == _UNDEFINED or value + length > len(data):
+                raise _UsePydicomError
+            raw = data[value : value + length]
+            if tag == 0x00020010:
+                syntax = raw.decode("ascii").strip("\x00 ")
+            self._value(_META, tag, vr, raw, "latin_1")
+            pos = value + length
+        return syntax, pos
+
+    def _header(self, pos: int, *, implicit: bool) -> tuple[int, str, int, int]:
+        """``(tag, VR, length, value offset)`` of the element at ``pos`` (VR "" for items)."""
+        data, prefix = self.data, self.prefix
+        group, element = struct.unpack_from(prefix + "HH", data, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE or implicit:
+            (length,) = struct.unpack_from(prefix + "L", data, pos + 4)
+            return tag, "" if group == 0xFFFE else element_vr(tag, None), length, pos + 8
+        code = data[pos + 4 : pos + 6]
+        if code in _LONG:
+            (length,) = struct.unpack_from(prefix + "L", data, pos + 8)
+            return tag, element_vr(tag, code.decode()), length, pos + 12
+        if code in _SHORT:
+            (length,) = struct.unpack_from(prefix + "H", data, pos + 6)
+            return tag, element_vr(tag, code.decode()), length, pos + 8
+        raise _UsePydicomError  # not a VR pydicom writes: let pydicom judge it
+
+    def _dataset(
+        self, pos: int, end: int, path: Path, depth: int, codec: str, *, delimited: bool
+    ) -> int:
+        """Scan a dataset's elements from ``pos``; return where it ends.
+
+        A ``delimited`` dataset (an item of undefined length) ends after its item
+        delimiter, before ``end``; any other ends exactly at ``end``.
+        """
+        data, top, seen = self.data, depth == 0, False
+        while pos < end:
+            if end - pos < 8:
+                raise _UsePydicomError
+            tag, vr, length, value = self._header(pos, implicit=self.implicit)
+            if tag == _ITEM_END and delimited and length == 0:
+                return value
+            if tag >> 16 in (0xFFFE, 0x0000, 0x0002):
+                raise _UsePydicomError  # delimiters, command or meta elements out of place
+            seen = True
+            if length == _UNDEFINED:
+                if tag == _PIXEL_DATA and not self.implicit:
+                    pos = self._fragments(value, end)
+                elif vr == "SQ":
+                    pos = self._sequence(value, end, path, depth, tag, codec, defined=False)
+                else:
+                    raise _UsePydicomError  # pydicom would read an undefined length as a sequence
+                continue
+            pos = value + length
+            if pos > end:
+                raise _UsePydicomError
+            if vr == "SQ":
+                self._sequence(value, pos, path, depth, tag, codec, defined=True)
+                continue
+            raw = b"" if tag in SKIPPED_TAGS else data[value:pos]
+            if tag == _CHARSET:
+                found = codec_for(tuple(raw.decode("ascii").split("\\")))
+                if found is None:
+                    raise _UsePydicomError  # code extensions: pydicom decodes those
+                codec = found
+            elif tag < _CHARSET and vr in SEARCHED_VRS:
+                raise _UsePydicomError  # text before the character set that applies to it
+            elif top and tag == _IDENTITY_REMOVED:
+                self.identity_removed = raw in (b"YES ", b"YES")
+            self._value(path, tag, vr, raw, codec)
+        if delimited or pos != end or (top and not seen):
+            raise _UsePydicomError
+        return pos
+
+    def _sequence(
+        self, pos: int, end: int, path: Path, depth: int, tag: int, codec: str, *, defined: bool
+    ) -> int:
+        """Scan a sequence's items from ``pos``; return where the sequence ends.
+
+        A ``defined`` sequence ends exactly at ``end``; an undefined one after its
+        sequence delimiter, before ``end``.
+        """
+        if depth + 1 > self.max_depth:
+            raise _UsePydicomError
+        own = tag in OWN_TAGS  # written by dicomscrub from constants: parsed, not searched
+        self.muted += own
+        index = 0
+        while not (defined and pos == end):
+            if end - pos < 8:
+                raise _UsePydicomError
+            item, _, length, value = self._header(pos, implicit=True)
+            if item == _SEQUENCE_END and not defined and length == 0:
+                pos = value
+                break
+            if item != _ITEM:
+                raise _UsePydicomError
+            inner = (*path, (tag, index))
+            if length == _UNDEFINED:
+                pos = self._dataset(value, end, inner, depth + 1, codec, delimited=True)
+            else:
+                pos = value + length
+                if pos > end:
+                    raise _UsePydicomError
+                self._dataset(value, pos, inner, depth + 1, codec, delimited=False)
+            index += 1
+        self.muted -= own
+        return pos
+
+    def _fragments(self, pos: int, end: int) -> int:
+        """Skip encapsulated pixel data fragments; return where their delimiter ends."""
+        while end - pos >= 8:
+            tag, _, length, value = self._header(pos, implicit=True)
+            if tag == _SEQUENCE_END and length == 0:
+                return value
+            if tag != _ITEM or length == _UNDEFINED or value + length > end:
+                raise _UsePydicomError
+            pos = value + length
+        raise _UsePydicomError
+
+    # -- values -----------------------------------------------------------------------------------
+    def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str) -> None:
+        """Queue or search one value as :meth:`DenyList.find` does."""
+        self.order += 1
+        if self.muted or tag in SKIPPED_TAGS or tag in OWN_TAGS or not raw:
+            return
+        if vr in SEARCHED_VRS:
+            queue = self.whole if vr == "CS" else self.parts
+            queue.append((self.order, path, tag, raw.decode(codec, "replace")))
+        elif vr == "UI" and self.uids:
+            values = {v.strip("\x00 ") for v in raw.decode("ascii", "replace").split("\\")}
+            if values & self.uids:
+                self.hits.append((self.order, path, tag))
+        elif (
+            vr in BINARY_SEARCHED
+            and self.deny.parts is not None
+            and (tag & 0xFF00FFFF) != 0x60003000  # overlay bits are not text
+            and self.deny.parts.search(raw[:MAX_BINARY_SCAN].decode("latin-1"))
+        ):
+            self.hits.append((self.order, path, tag))
+
+    def _search(self) -> None:
+        """Search the queued texts: one pass over the ASCII ones, each again only on a match."""
+        for queued, matcher in ((self.parts, self.deny.parts), (self.whole, self.deny.whole)):
+            if matcher is None or not queued:
+                continue
+            ascii_ = [q for q in queued if q[3].isascii()]
+            others = [q for q in queued if not q[3].isascii()]  # case mapping can change lengths
+            joined = _SEPARATOR.join(q[3] for q in ascii_)
+            candidates = ascii_ if matcher.search(GENERATED.sub(" ", joined)) else []
+            for order, path, tag, text in (*candidates, *others):
+                if matcher.search(GENERATED.sub(" ", text)):
+                    self.hits.append((order, path, tag))
+
+
+def _where(path: Path, tag: int) -> str:
+    """The location :meth:`DenyList.find` reports: ``Outer[0].Inner[2].Keyword``."""
+    if path == _META:
+        return location("FileMeta", tag)
+    prefix = ""
+    for parent, index in path:
+        prefix = location(prefix, parent) + f"[{index}]"
+    return location(prefix, tag)
