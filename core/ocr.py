@@ -377,7 +377,7 @@ def read_regions(
     >>> ImageDraw.Draw(img).text((10, 20), "Liver 5", fill=255, font=ImageFont.load_default(16))
     >>> view = np.asarray(img)
     >>> [[w.text for w in ws] for ws in read_regions(get_backend("pytesseract"),
-    ...                                               [(view, Region((10, 22, 60, 14)))])]
+    ...                                               [(view, Region((6, 16, 90, 26)))])]
     [['Liver', '5']]
     """
     result: list[list[Word]] = [[] for _ in items]

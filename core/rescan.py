@@ -23,16 +23,14 @@ accepts what the pydicom path would refuse.
 
 Examples
 --------
->>> import io
->>> from pydicom.dataset import Dataset, FileMetaDataset
->>> from pydicom.uid import ExplicitVRLittleEndian
+>>> from pydicom.data import get_testdata_file
+>>> from dicomscrub.core.pipeline import Engine
 >>> from dicomscrub.core.verify import DenyList
->>> ds = Dataset(); ds.PatientIdentityRemoved = "YES"; ds.StudyDescription = "CT for Doe"
->>> ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
->>> buffer = io.BytesIO(); ds.save_as(buffer, enforce_file_format=True)
->>> deny = DenyList.from_elements([("PatientName", "PN", ("DOE^JANE",))])
->>> scan_file(buffer.getvalue(), deny, max_depth=16)
-['StudyDescription']
+>>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+>>> out, _ = Engine({"pixels": {"mode": "off"}}, secret="s").process_bytes(data)
+>>> deny = DenyList.from_elements([("PatientName", "PN", ("CompressedSamples^CT1",))])
+>>> scan_file(out, deny, max_depth=16), scan_file(out[:-2], deny, max_depth=16)
+([], None)
 """
 
 from __future__ import annotations

@@ -112,6 +112,90 @@ def encode_text_element(element: Any, implicit: bool, little: bool) -> bytes | N
     return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data)) + data
 
 
+def _fast_element(element: Any, encoding: tuple[bool, bool]) -> bytes | None:
+    """The bytes pydicom writes for ``element``, built without its writer, or None.
+
+    Covers ASCII text (:func:`encode_text_element`), raw elements of defined length
+    and sequences made of those (:func:`encode_sequence`): what the header pass
+    leaves in changed sequences. Only for datasets whose text is plain (no code
+    extensions); None means pydicom's writer must write it.
+    """
+    if element.is_raw:
+        return _raw_element(element, encoding)
+    if element.VR == "SQ":
+        return encode_sequence(element, encoding)
+    return encode_text_element(element, *encoding)
+
+
+def _raw_element(raw: Any, encoding: tuple[bool, bool]) -> bytes | None:
+    """A raw (undecoded) element of defined length as pydicom writes it, or None."""
+    implicit, little = encoding
+    value = raw.value
+    if not isinstance(value, bytes) or raw.length == 0xFFFFFFFF:
+        return None  # deferred or undefined length: pydicom handles those
+    if (raw.is_implicit_VR, raw.is_little_endian) != (implicit, little):
+        return None
+    order = "<" if little else ">"
+    tag = raw.tag
+    if implicit:
+        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
+    vr = raw.VR
+    if vr is None or len(vr) != 2:
+        return None
+    if vr in _LONG_LENGTH_VRS:
+        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value))
+        return head + value
+    if len(value) > 0xFFFF:
+        return None
+    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def encode_sequence(element: Any, encoding: tuple[bool, bool]) -> bytes | None:
+    """A sequence as pydicom writes it (same length forms), or None when it needs pydicom.
+
+    Items are written when they were read in ``encoding`` and carry no character
+    set of their own, and every element in them is plain (text, raw, sequences).
+
+    >>> from pydicom.dataset import Dataset
+    >>> from pydicom.dataelem import DataElement
+    >>> item = Dataset(); item.CodeValue = "113100"
+    >>> item.set_original_encoding(False, True, None)
+    >>> data = encode_sequence(DataElement(0x00120064, "SQ", [item]), (False, True))
+    >>> data[:6], data[12:16], len(data)
+    (b'\\x12\\x00d\\x00SQ', b'\\xfe\\xff\\x00\\xe0', 34)
+    """
+    implicit, little = encoding
+    order = "<" if little else ">"
+    body: list[bytes] = []
+    for item in element.value or ():
+        if tuple(item.original_encoding) != encoding or 0x00080005 in item._dict:
+            return None
+        pieces = []
+        for tag in sorted(item._dict):
+            if tag.element == 0 and tag.group > 6:
+                continue  # group lengths are not written
+            piece = _fast_element(item._dict[tag], encoding)
+            if piece is None:
+                return None
+            pieces.append(piece)
+        content = b"".join(pieces)
+        if item.is_undefined_length_sequence_item:
+            body += (struct.pack(f"{order}HHL", 0xFFFE, 0xE000, 0xFFFFFFFF), content)
+            body.append(struct.pack(f"{order}HHL", 0xFFFE, 0xE00D, 0))
+        else:
+            body += (struct.pack(f"{order}HHL", 0xFFFE, 0xE000, len(content)), content)
+    value = b"".join(body)
+    tag = element.tag
+    undefined = element.is_undefined_length
+    length = 0xFFFFFFFF if undefined else len(value)
+    if implicit:
+        head = struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, length)
+    else:
+        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, b"SQ", 0, length)
+    tail = struct.pack(f"{order}HHL", 0xFFFE, 0xE0DD, 0) if undefined else b""
+    return head + value + tail
+
+
 def _file_meta_bytes(meta: FileMetaDataset) -> bytes:
     """The File Meta Information group as pydicom writes it (explicit VR little endian)."""
     pieces = []
@@ -269,7 +353,7 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
         if tag == 0x7FE00010:  # PS3.5 A.4: encapsulated pixel data has an undefined length
             item = ds[tag]
             item.is_undefined_length = syntax.is_compressed
-        fast = encode_text_element(item, *encoding) if plain_text else None
+        fast = _fast_element(item, encoding) if plain_text else None
         if fast is not None:
             buffer.write(fast)
         else:

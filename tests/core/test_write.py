@@ -10,10 +10,18 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 
 from dicomscrub.core.pipeline import DEFER_SIZE, Engine, encode
 from dicomscrub.core.read import raw_value, read_dataset
-from dicomscrub.core.write import encode_parts, original_spans, read_bytes, same_location
+from dicomscrub.core.write import (
+    encode_parts,
+    encode_sequence,
+    original_spans,
+    read_bytes,
+    same_location,
+)
 from support import deid_data_dir, pydicom_test_file
 
 SECRET = "write-test-secret"
@@ -29,6 +37,13 @@ FILES = [
     "deid:ultrasounds/ultrasound-multiframe.dcm",
     "deid:humans/ctbrain1.dcm",
 ]
+
+WITH_CHANGED_SEQUENCES = {
+    "rtplan.dcm",
+    "reportsi.dcm",
+    "deid:ultrasounds/ultrasound-multiframe.dcm",
+    "deid:humans/ctbrain1.dcm",
+}
 
 
 def _path(name: str) -> Path:
@@ -95,3 +110,27 @@ def test_engine_output_matches_across_paths(engine: Engine, tmp_path: Path) -> N
     assert read_bytes(str(target)) == out
     assert same_location(str(target), str(tmp_path / "a" / ".." / "a" / "rt.dcm"))
     assert not same_location(str(target), "memory://a/rt.dcm")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_sequences_are_encoded_as_pydicom_encodes_them(engine: Engine, name: str) -> None:
+    """encode_sequence writes changed sequences byte for byte as pydicom's writer does."""
+    data = _path(name).read_bytes()
+    ds = read_dataset(data, defer_size=DEFER_SIZE, keep_originals=True)
+    engine.deidentify(ds)
+    encoding = (bool(ds.original_encoding[0]), bool(ds.original_encoding[1]))
+    compared = 0
+    for tag in sorted(ds._dict):
+        element = ds._dict[tag]
+        if element.is_raw or element.VR != "SQ":
+            continue
+        ours = encode_sequence(element, encoding)
+        if ours is None:
+            continue  # items pydicom must write (another encoding or character set)
+        buffer = DicomBytesIO()
+        buffer.is_implicit_VR, buffer.is_little_endian = encoding
+        write_data_element(buffer, element, ["iso8859"])
+        assert ours == buffer.getvalue(), f"{name} {tag}"
+        compared += 1
+    if name in WITH_CHANGED_SEQUENCES:
+        assert compared > 0, name
