@@ -151,6 +151,14 @@ PRIVATE_CREATOR_RANGE = range(0x10, 0x100)
 #: VRs of attributes outside the table that the header step changes or inspects.
 ACTED_ON_VRS = TEXT_VRS | {"SQ", "UI", "DA", "DT", "AS"}
 
+#: Free text with its PHI spans replaced, and the spans, by ``(text, device)``.
+CleanedTexts = dict[tuple[str, bool], tuple[str, list[Any]]]
+#: How many records' cleaned texts a header step keeps (the files of a series share a
+#: record: the engine gives them the same detector and deny-list).
+CLEANED_RECORDS = 16
+#: How many cleaned texts it keeps per record.
+CLEANED_TEXTS = 10_000
+
 
 class SpanLike(Protocol):
     """What the header step reads from a text detector's span."""
@@ -233,6 +241,7 @@ def is_well_known_uid(value: str) -> bool:
     return value in UID_dictionary or value.startswith(DICOM_UID_ROOT)
 
 
+@cache
 def entity_type_for(keyword: str, vr: str, private: bool = False) -> str:
     """Entity type of a whole attribute, from its VR and keyword.
 
@@ -264,6 +273,7 @@ def entity_type_for(keyword: str, vr: str, private: bool = False) -> str:
     return "TEXT" if vr in TEXT_VRS else "OTHER"
 
 
+@cache
 def _tag_str(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -341,6 +351,9 @@ class HeaderStep:
             if dates.retain_longitudinal_modified_dates
             else "dummy"
         )
+        self._cleaned: dict[
+            tuple[int, int], tuple[TextDetectorLike, DenyList | None, CleanedTexts]
+        ] = {}
         check_passthrough_names()
 
     # -- entry point ------------------------------------------------------------------------
@@ -368,7 +381,9 @@ class HeaderStep:
             in free text is replaced too (detector ``denylist``), so that no name part,
             ID or birth date of the record survives in cleaned text.
         """
-        run = _Run(self, detector, self.pseudo.date_offset_days(patient_key), deny)
+        offset = self.pseudo.date_offset_days(patient_key)
+        cleaned = self.cleaned_texts(detector, deny) if detector is not None else {}
+        run = _Run(self, detector, offset, deny, cleaned)
         try:
             run.dataset(ds, "", 0, dummy_text=False, codec="latin_1")
         except DeidError:
@@ -376,6 +391,26 @@ class HeaderStep:
         except RecursionError:
             raise DeidError(ErrorCode.SEQUENCE_TOO_DEEP, "sequences nest too deeply") from None
         return run.outcome
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the cleaned texts (they hold the engine's detectors)."""
+        return {**self.__dict__, "_cleaned": {}}
+
+    def cleaned_texts(self, detector: TextDetectorLike, deny: DenyList | None) -> CleanedTexts:
+        """The texts already cleaned with this detector and deny-list.
+
+        Detection depends only on the text and these two, and the engine gives the
+        files of a series the same ones, so those files share their cleaned texts.
+        The entry holds both objects: their ``id`` cannot be reused while it exists.
+        Only single dict operations: safe for threads sharing the step.
+        """
+        key = (id(detector), id(deny))
+        entry = self._cleaned.get(key)
+        if entry is None:
+            if len(self._cleaned) >= CLEANED_RECORDS:
+                self._cleaned.clear()  # the files of a series come together: start afresh
+            entry = self._cleaned[key] = (detector, deny, {})
+        return entry[2]
 
     def untouched(self, tag: int, raw_vr: str | None) -> bool:
         """True when an element is kept as is whatever its value (no need to decode it)."""
@@ -407,14 +442,19 @@ class Field:
 
     Elements that are kept are never decoded, so pydicom writes their original
     bytes back; changed elements are replaced by new elements.
+
+    ``key`` is the element's key in ``ds`` (pydicom's tag object): setting and removing
+    by that very object skips pydicom's tag conversion and comparisons. ``tag`` is the
+    same tag as a plain int, for the caches and the bit tests.
     """
 
-    __slots__ = ("_original", "_values", "codec", "ds", "path", "raw", "tag", "vr")
+    __slots__ = ("_original", "_values", "codec", "ds", "key", "path", "raw", "tag", "vr")
 
     def __init__(
-        self, ds: Dataset, tag: int, vr: str, raw: Any, codec: str | None, path: str
+        self, ds: Dataset, key: BaseTag, vr: str, raw: Any, codec: str | None, path: str
     ) -> None:
-        self.ds, self.tag, self.vr, self.raw, self.codec, self.path = ds, tag, vr, raw, codec, path
+        self.ds, self.key, self.vr, self.raw, self.codec, self.path = ds, key, vr, raw, codec, path
+        self.tag = int(key)
         self._values: list[str] | None = None
         self._original: str | bytes | None = None
 
@@ -460,11 +500,11 @@ class Field:
             value = value[0] if len(value) == 1 else (value or "")
         # values are valid by construction (pseudonyms, shifted dates, fitted text); pydicom's
         # checks would only warn, and the engine does not show pydicom's warnings
-        element = DataElement(self.tag, self.vr, value, validation_mode=config.IGNORE)
+        element = DataElement(self.key, self.vr, value, validation_mode=config.IGNORE)
         if self.vr == "SQ" or self.tag in _PYDICOM_TRACKED:
-            self.ds[self.tag] = element
+            self.ds[self.key] = element
         else:  # a plain element: nothing else for pydicom's __setitem__ to keep up to date
-            self.ds._dict[BaseTag(self.tag)] = element
+            self.ds._dict[self.key] = element
         self._values = None
         self.raw = element
 
@@ -474,12 +514,12 @@ class Field:
         except DeidError:  # undecodable: the audit HMAC is of the raw bytes
             self._original = _raw_bytes(self)
         if (self.tag >> 16) & 1 or self.tag in _PYDICOM_TRACKED:
-            del self.ds[self.tag]
+            del self.ds[self.key]
         else:
-            del self.ds._dict[BaseTag(self.tag)]
+            del self.ds._dict[self.key]
 
     def sequence(self) -> Sequence:
-        element = self.ds[self.tag]
+        element = self.ds[self.key]
         return element.value if element.value is not None else Sequence()
 
 
@@ -500,7 +540,8 @@ class _Run:
         step: HeaderStep,
         detector: TextDetectorLike | None,
         offset_days: int,
-        deny: DenyList | None = None,
+        deny: DenyList | None,
+        cleaned: CleanedTexts,
     ) -> None:
         self.step = step
         self.detector = detector
@@ -510,7 +551,7 @@ class _Run:
         self.pseudo = step.pseudo
         self.marker = step.policy.text.marker
         self.max_depth = step.policy.max_sequence_depth
-        self._text_cache: dict[tuple[str, bool], tuple[str, list[Any]]] = {}
+        self.cleaned = cleaned  # shared by the runs of one record (see HeaderStep.cleaned_texts)
         self.mutations = 0
 
     # -- entities ---------------------------------------------------------------------------
@@ -564,7 +605,7 @@ class _Run:
             raw_vr = raw.VR if raw is not None else None
             if not group & 1 and self.step.untouched(tag, raw_vr):
                 continue  # kept as is: never decoded, written back byte for byte
-            field = Field(ds, tag, element_vr(tag, raw_vr), raw, codec, path)
+            field = Field(ds, key, element_vr(tag, raw_vr), raw, codec, path)
             if group & 1:
                 if elem_no in PRIVATE_CREATOR_RANGE:
                     creators.append(field)
@@ -584,7 +625,8 @@ class _Run:
         group, elem_no = field.tag >> 16, field.tag & 0xFFFF
         block = elem_no >> 8
         if self.step._safe and block in PRIVATE_CREATOR_RANGE:
-            creator = Field(field.ds, (group << 16) | block, "LO", None, field.codec, field.path)
+            creator_tag = BaseTag((group << 16) | block)
+            creator = Field(field.ds, creator_tag, "LO", None, field.codec, field.path)
             creator.raw = field.ds.get_item(creator.tag)
             name = creator.values[0].strip().upper() if creator.raw and creator.values else ""
             if (name, group, elem_no & 0xFF) in self.step._safe:
@@ -855,11 +897,11 @@ class _Run:
         return self.marker.replace("{type}", entity_type)
 
     def detect(self, text: str, *, device: bool = False) -> tuple[str, list[Any]]:
-        """Return the text with PHI spans replaced by markers, and the spans (cached).
+        """Return the text with PHI spans replaced by markers, and the spans (cached per record).
 
         ``device``: the text names equipment or software (see ``text_detect.detect``).
         """
-        cached = self._text_cache.get((text, device))
+        cached = self.cleaned.get((text, device))
         if cached is not None:
             return cached
         assert self.detector is not None
@@ -883,7 +925,9 @@ class _Run:
             kept.append(span)
         pieces.append(text[cursor:])
         result = ("".join(pieces), kept)
-        self._text_cache[(text, device)] = result
+        if len(self.cleaned) >= CLEANED_TEXTS:
+            self.cleaned.clear()
+        self.cleaned[(text, device)] = result
         return result
 
 
