@@ -396,7 +396,12 @@ def same_location(a: str, b: str) -> bool:
     """True when two local paths or URLs name the same file."""
     local_a, local_b = _local(a), _local(b)
     if local_a is not None and local_b is not None:
-        return os.path.realpath(local_a) == os.path.realpath(local_b)
+        if os.path.abspath(local_a) == os.path.abspath(local_b):
+            return True
+        try:  # the same file under another name (symlink, hard link, "..")
+            return os.path.samefile(local_a, local_b)
+        except OSError:
+            return False  # one of them does not exist (a new output): not the same file
     try:
         fs_a, path_a = filesystem(a)
         fs_b, path_b = filesystem(b)

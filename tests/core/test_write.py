@@ -134,3 +134,15 @@ def test_sequences_are_encoded_as_pydicom_encodes_them(engine: Engine, name: str
         compared += 1
     if name in WITH_CHANGED_SEQUENCES:
         assert compared > 0, name
+
+
+def test_same_location_sees_links_and_new_files(tmp_path: Path) -> None:
+    source = tmp_path / "in.dcm"
+    source.write_bytes(b"x")
+    (tmp_path / "hard.dcm").hardlink_to(source)
+    (tmp_path / "soft.dcm").symlink_to(source)
+    assert same_location(str(source), str(tmp_path / "hard.dcm"))
+    assert same_location(str(source), str(tmp_path / "soft.dcm"))
+    assert same_location(str(source), str(tmp_path / "sub" / ".." / "in.dcm"))
+    assert not same_location(str(source), str(tmp_path / "new.dcm"))  # not written yet
+    assert not same_location(str(source), str(tmp_path / "missing" / "in.dcm"))
