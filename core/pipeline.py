@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections import Counter, OrderedDict
@@ -479,7 +480,8 @@ class Engine:
         Returns the output bytes (``None`` when the file failed) and its result.
         """
         started = time.perf_counter()
-        result = FileResult(source=source, source_sha256=hashlib.sha256(data).hexdigest())
+        result = FileResult(source=source)
+        digest = SourceDigest(data)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -495,6 +497,7 @@ class Engine:
             _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
             log.debug("internal error", exc_info=self.policy.debug_log_phi)
             out = None
+        result.source_sha256 = digest.hexdigest()
         result.timings["total"] = time.perf_counter() - started
         return out, result
 
@@ -525,7 +528,7 @@ class Engine:
             _fail(result, ErrorCode.READ_FAILED, f"cannot read the input ({type(exc).__name__})")
             result.timings["total"] = time.perf_counter() - started
             return result
-        result.source_sha256 = hashlib.sha256(data).hexdigest()
+        digest = SourceDigest(data)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -548,8 +551,44 @@ class Engine:
             _fail(result, exc.code, exc.message)
         except Exception as exc:
             _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        result.source_sha256 = digest.hexdigest()
         result.timings["total"] = time.perf_counter() - started
         return result
+
+
+class SourceDigest:
+    """The SHA-256 of an input for the audit, computed beside the de-identification.
+
+    hashlib releases the GIL while it hashes, so for a large input a thread
+    hashes while the file is de-identified (2-3 ms for a 4 MB radiograph, at no
+    cost on a core that is otherwise idle); small inputs are hashed at once. A
+    thread per file, not a pool: nothing to go stale in a forked process.
+
+    >>> SourceDigest(b"abc").hexdigest()[:16]
+    'ba7816bf8f01cfea'
+    """
+
+    #: Inputs at least this large are hashed in a thread.
+    THREAD_AT = 1 << 20
+
+    def __init__(self, data: bytes) -> None:
+        self._hex = ""
+        self._thread: threading.Thread | None = None
+        if len(data) < self.THREAD_AT:
+            self._hex = hashlib.sha256(data).hexdigest()
+        else:
+            self._thread = threading.Thread(target=self._hash, args=(data,), daemon=True)
+            self._thread.start()
+
+    def _hash(self, data: bytes) -> None:
+        self._hex = hashlib.sha256(data).hexdigest()
+
+    def hexdigest(self) -> str:
+        """The hex digest (waits for the thread)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        return self._hex
 
 
 @lru_cache(maxsize=64)

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 
 from dicomscrub.core.errors import DeidError, ErrorCode
-from dicomscrub.core.pipeline import Engine, patient_key_of
+from dicomscrub.core.pipeline import Engine, SourceDigest, patient_key_of
 from dicomscrub.core.results import FileResult
 from dicomscrub.core.write import write_verified
 from support import pydicom_test_file
@@ -181,3 +181,24 @@ def test_files_of_a_record_share_identifiers_and_detector(engine: Engine) -> Non
     third.PatientName = "OTHER^PATIENT"
     assert engine._record(third) is not record
     assert "OTHER" in engine._record(third).deny.types
+
+
+def test_source_digest_of_large_inputs_is_computed_beside_the_work(tmp_path: Path) -> None:
+    """Inputs of 1 MB and more are hashed in a thread; the audit gets the same SHA-256."""
+    small, large = b"abc" * 10, b"\x01" * SourceDigest.THREAD_AT
+    assert SourceDigest(small).hexdigest() == hashlib.sha256(small).hexdigest()
+    assert SourceDigest(large).hexdigest() == hashlib.sha256(large).hexdigest()
+    ds = pydicom.dcmread(pydicom_test_file("CT_small.dcm"))
+    ds.add_new(0x00091010, "LO", "ACME")
+    ds.add_new(0x00091011, "OB", b"\x00" * (2 * SourceDigest.THREAD_AT))  # removed: private
+    source = tmp_path / "big.dcm"
+    ds.save_as(source)
+    data = source.read_bytes()
+    engine = Engine({"pixels": {"mode": "off"}}, secret="s")
+    result = engine.process_file(str(source), str(tmp_path / "out.dcm"))
+    assert result.status == "ok"
+    assert result.source_sha256 == hashlib.sha256(data).hexdigest()
+    failed = engine.process_file(str(source), str(source))  # refused: the input itself
+    assert failed.status == "failed"
+    assert failed.source_sha256 == hashlib.sha256(data).hexdigest()
+    assert engine.process_bytes(data)[1].source_sha256 == hashlib.sha256(data).hexdigest()
