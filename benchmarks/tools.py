@@ -1,10 +1,11 @@
 """One de-identification tool over a list of files, in a process of its own.
 
-``python benchmarks/tools.py TOOL INPUT_ROOT OUTPUT_ROOT REL_PATH...`` runs
-``TOOL`` on each ``INPUT_ROOT/REL_PATH`` and writes ``OUTPUT_ROOT/REL_PATH``
+``python benchmarks/tools.py [--cold] [--passes=N] TOOL INPUT_ROOT OUTPUT_ROOT REL_PATH...``
+runs ``TOOL`` on each ``INPUT_ROOT/REL_PATH`` and writes ``OUTPUT_ROOT/REL_PATH``
 (mirrored, so that ``dicomscrub eval`` can score the output), then prints one
-JSON line: per-file seconds (after a warm-up of the tool's one-off set-up),
-set-up seconds, failures (exception type only) and the process's peak RSS.
+JSON line: per-file seconds (after a warm-up of the tool's one-off set-up; of
+the fastest of N passes), set-up seconds, failures (exception type only) and
+the process's peak RSS.
 
 Tools
 -----
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import resource
+import shutil
 import sys
 import time
 import traceback
@@ -131,14 +133,26 @@ TOOLS: dict[str, Callable[[], Runner]] = {
 
 
 def run_tool(
-    tool: str, input_root: Path, output_root: Path, rel_paths: list[str], *, cold: bool = False
+    tool: str,
+    input_root: Path,
+    output_root: Path,
+    rel_paths: list[str],
+    *,
+    cold: bool = False,
+    passes: int = 1,
 ) -> dict[str, Any]:
     """Run ``tool`` over the files; return timings, failures and peak RSS (this process).
 
-    dicomscrub keeps OCR readings by crop content and a record's identifiers per
-    engine: both are emptied after the warm-up, and with ``cold`` before every
-    file too (the cine section: the same overlay in every file would otherwise
-    be read once for all of them). Text spans stay cached per process.
+    dicomscrub keeps OCR readings by crop content and a record's identifiers (and
+    the free text cleaned for them) per engine: both are emptied after the
+    warm-up, and with ``cold`` before every file too (the cine section: the same
+    overlay in every file would otherwise be read once for all of them). Text
+    spans stay cached per process.
+
+    With ``passes`` > 1 the files are run that many times in this process, the
+    outputs removed and dicomscrub's engine state emptied between passes (not
+    timed), and the fastest pass is reported: the steady state of a long run,
+    where one-off costs (lazy imports, first calls) are behind every tool.
     """
     started = time.perf_counter()
     runner = TOOLS[tool]()
@@ -151,26 +165,36 @@ def run_tool(
     if reset is not None:
         reset()
     setup = time.perf_counter() - started
-    times: dict[str, float] = {}
+    best: dict[str, float] | None = None
     failures: dict[str, str] = {}
-    for rel in rel_paths:
-        dst = output_root / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if cold and reset is not None:
-            reset()  # not timed: every file starts from cold caches
-        t0 = time.perf_counter()
-        try:
-            runner(input_root / rel, dst)
-        except Exception as exc:
-            failures[rel] = type(exc).__name__
-            dst.unlink(missing_ok=True)
-            if "--debug" in sys.argv:
-                traceback.print_exc()
-        times[rel] = time.perf_counter() - t0
+    for index in range(passes):
+        if index:  # not timed: a fresh engine, no outputs left from the pass before
+            if reset is not None:
+                reset()
+            shutil.rmtree(output_root, ignore_errors=True)
+        times: dict[str, float] = {}
+        failures = {}
+        for rel in rel_paths:
+            dst = output_root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if cold and reset is not None:
+                reset()  # not timed: every file starts from cold caches
+            t0 = time.perf_counter()
+            try:
+                runner(input_root / rel, dst)
+            except Exception as exc:
+                failures[rel] = type(exc).__name__
+                dst.unlink(missing_ok=True)
+                if "--debug" in sys.argv:
+                    traceback.print_exc()
+            times[rel] = time.perf_counter() - t0
+        if best is None or sum(times.values()) < sum(best.values()):
+            best = times
     return {
         "tool": tool,
         "setup_s": setup,
-        "times": times,
+        "times": best or {},
+        "passes": passes,
         "failures": failures,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -191,9 +215,17 @@ def peak_rss_mb() -> float:
 
 
 def main(argv: list[str]) -> int:
-    args = [a for a in argv if a not in ("--debug", "--cold")]
+    passes = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--passes=")]
+    args = [a for a in argv if a not in ("--debug", "--cold") and not a.startswith("--passes=")]
     tool, input_root, output_root, *rel_paths = args
-    report = run_tool(tool, Path(input_root), Path(output_root), rel_paths, cold="--cold" in argv)
+    report = run_tool(
+        tool,
+        Path(input_root),
+        Path(output_root),
+        rel_paths,
+        cold="--cold" in argv,
+        passes=passes[-1] if passes else 1,
+    )
     print(json.dumps(report))
     return 0
 
