@@ -122,13 +122,19 @@ class _Scanner:
         self.deny = deny
         self.uids = uids
         self.max_depth = max_depth
-        self.prefix = "<"  # struct byte order of the dataset (the file meta is always "<")
+        self._byte_order("<")  # the file meta is always little endian
         self.implicit = False
-        #: (order, path, tag, text) of values searched at the end, one pass per matcher
+        #: VRs whose values are read: searched, or compared with the original UIDs
+        self.read_vrs = (
+            SEARCHED_VRS
+            | ({"UI"} if uids else set())
+            | (BINARY_SEARCHED if deny.parts is not None else set())
+        )
+        #: (offset, path, tag, text) of values searched at the end, one pass per matcher; the
+        #: value's offset in the file orders the hits
         self.parts: list[tuple[int, Path, int, str]] = []
         self.whole: list[tuple[int, Path, int, str]] = []
         self.hits: list[tuple[int, Path, int]] = []
-        self.order = 0  # file order of the values, for the order of the hits
         self.muted = 0  # inside a sequence dicomscrub writes from constants: parse, not search
         self.identity_removed = False
 
@@ -141,7 +147,7 @@ class _Scanner:
         if syntax is None or syntax in _DEFLATED or not UID(syntax).is_transfer_syntax:
             raise _UsePydicomError
         self.implicit = syntax == _IMPLICIT_LE
-        self.prefix = ">" if syntax == _EXPLICIT_BE else "<"
+        self._byte_order(">" if syntax == _EXPLICIT_BE else "<")
         if start >= len(data):
             raise _UsePydicomError  # no dataset after the file meta
         self._dataset(start, len(data), (), 0, "latin_1", delimited=False)
@@ -161,26 +167,29 @@ class _Scanner:
             raw = data[value : value + length]
             if tag == 0x00020010:
                 syntax = raw.decode("ascii").strip("\x00 ")
-            self._value(_META, tag, vr, raw, "latin_1")
+            self._value(_META, tag, vr, raw, "latin_1", value)
             pos = value + length
         return syntax, pos
 
     def _header(self, pos: int, *, implicit: bool) -> tuple[int, str, int, int]:
         """``(tag, VR, length, value offset)`` of the element at ``pos`` (VR "" for items)."""
-        data, prefix = self.data, self.prefix
-        group, element = struct.unpack_from(prefix + "HH", data, pos)
+        group, element, length = self._tag_length.unpack_from(self.data, pos)
         tag = group << 16 | element
         if group == 0xFFFE or implicit:
-            (length,) = struct.unpack_from(prefix + "L", data, pos + 4)
             return tag, "" if group == 0xFFFE else element_vr(tag, None), length, pos + 8
-        code = data[pos + 4 : pos + 6]
+        code = self.data[pos + 4 : pos + 6]
         if code in _LONG:
-            (length,) = struct.unpack_from(prefix + "L", data, pos + 8)
+            (length,) = self._long.unpack_from(self.data, pos + 8)
             return tag, element_vr(tag, code.decode()), length, pos + 12
         if code in _SHORT:
-            (length,) = struct.unpack_from(prefix + "H", data, pos + 6)
+            (length,) = self._short.unpack_from(self.data, pos + 6)
             return tag, element_vr(tag, code.decode()), length, pos + 8
         raise _UsePydicomError  # not a VR pydicom writes: let pydicom judge it
+
+    def _byte_order(self, prefix: str) -> None:
+        self._tag_length = struct.Struct(prefix + "HHL")  # tag, and an item's or implicit length
+        self._long = struct.Struct(prefix + "L")
+        self._short = struct.Struct(prefix + "H")
 
     def _dataset(
         self, pos: int, end: int, path: Path, depth: int, codec: str, *, delimited: bool
@@ -214,17 +223,18 @@ class _Scanner:
             if vr == "SQ":
                 self._sequence(value, pos, path, depth, tag, codec, defined=True)
                 continue
-            raw = b"" if tag in SKIPPED_TAGS else data[value:pos]
             if tag == _CHARSET:
-                found = codec_for(tuple(raw.decode("ascii").split("\\")))
+                terms = data[value:pos].decode("ascii").split("\\")
+                found = codec_for(tuple(terms))
                 if found is None:
                     raise _UsePydicomError  # code extensions: pydicom decodes those
                 codec = found
             elif tag < _CHARSET and vr in SEARCHED_VRS:
                 raise _UsePydicomError  # text before the character set that applies to it
             elif top and tag == _IDENTITY_REMOVED:
-                self.identity_removed = raw in (b"YES ", b"YES")
-            self._value(path, tag, vr, raw, codec)
+                self.identity_removed = data[value:pos] in (b"YES ", b"YES")
+            if vr in self.read_vrs and length and not self.muted and tag not in SKIPPED_TAGS:
+                self._value(path, tag, vr, data[value:pos], codec, value)
         if delimited or pos != end or (top and not seen):
             raise _UsePydicomError
         return pos
@@ -275,25 +285,24 @@ class _Scanner:
         raise _UsePydicomError
 
     # -- values -----------------------------------------------------------------------------------
-    def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str) -> None:
+    def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str, offset: int) -> None:
         """Queue or search one value as :meth:`DenyList.find` does."""
-        self.order += 1
         if self.muted or tag in SKIPPED_TAGS or tag in OWN_TAGS or not raw:
             return
         if vr in SEARCHED_VRS:
             queue = self.whole if vr == "CS" else self.parts
-            queue.append((self.order, path, tag, raw.decode(codec, "replace")))
+            queue.append((offset, path, tag, raw.decode(codec, "replace")))
         elif vr == "UI" and self.uids:
             values = {v.strip("\x00 ") for v in raw.decode("ascii", "replace").split("\\")}
             if values & self.uids:
-                self.hits.append((self.order, path, tag))
+                self.hits.append((offset, path, tag))
         elif (
             vr in BINARY_SEARCHED
             and self.deny.parts is not None
             and (tag & 0xFF00FFFF) != 0x60003000  # overlay bits are not text
             and self.deny.parts.search(raw[:MAX_BINARY_SCAN].decode("latin-1"))
         ):
-            self.hits.append((self.order, path, tag))
+            self.hits.append((offset, path, tag))
 
     def _search(self) -> None:
         """Search the queued texts: one pass over the ASCII ones, each again only on a match."""
