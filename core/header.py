@@ -71,7 +71,7 @@ from importlib.resources import files
 from typing import Any, Protocol
 
 from pydicom import config
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -85,7 +85,15 @@ from .errors import DeidError, ErrorCode
 from .policy import Policy
 from .profile import ProfileAction, ProfileTable
 from .pseudonyms import Pseudonymizer
-from .read import dataset_codec, decode_values, element_vr, raw_items, raw_value, restore_raw
+from .read import (
+    dataset_codec,
+    decode_values,
+    element_vr,
+    keyword_of,
+    raw_items,
+    raw_value,
+    restore_raw,
+)
 from .results import Action, Detector, Entity
 from .text_patterns import DEVICE_KEYWORDS
 from .verify import DenyList
@@ -460,7 +468,7 @@ class Field:
 
     @property
     def keyword(self) -> str:
-        return "" if (self.tag >> 16) & 1 else _keyword(self.tag)
+        return "" if (self.tag >> 16) & 1 else keyword_of(self.tag)
 
     @property
     def values(self) -> list[str]:
@@ -525,11 +533,6 @@ class Field:
 
 #: Elements whose setting or removal pydicom's Dataset tracks (character set, pixel data).
 _PYDICOM_TRACKED = frozenset({0x00080005, 0x00280103, 0x7FE00008, 0x7FE00009, 0x7FE00010})
-
-
-@cache
-def _keyword(tag: int) -> str:
-    return keyword_for_tag(tag) or ""
 
 
 class _Run:

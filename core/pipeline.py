@@ -45,6 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -672,12 +673,17 @@ def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
     if not str(ds.get("SOPInstanceUID", "") or ""):
         ds.SOPInstanceUID = fallback_uid
     meta = FileMetaDataset()
-    meta.add_new(0x00020001, "OB", b"\x00\x01")  # FileMetaInformationVersion
-    meta.add_new(0x00020002, "UI", ds.SOPClassUID)  # MediaStorageSOPClassUID
-    meta.add_new(0x00020003, "UI", ds.SOPInstanceUID)  # MediaStorageSOPInstanceUID
-    meta.add_new(0x00020010, "UI", UID(str(syntax)))  # TransferSyntaxUID
-    meta.add_new(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
-    meta.add_new(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)
+    for tag, vr, value in (
+        (0x00020001, "OB", b"\x00\x01"),  # FileMetaInformationVersion
+        (0x00020002, "UI", ds.SOPClassUID),  # MediaStorageSOPClassUID
+        (0x00020003, "UI", ds.SOPInstanceUID),  # MediaStorageSOPInstanceUID
+        (0x00020010, "UI", UID(str(syntax))),  # TransferSyntaxUID
+        (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+        (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+    ):
+        # group 0002 elements in tag order, set directly (add_new validates each value
+        # again; encoding checks them: validate_file_meta and the writer)
+        meta._dict[BaseTag(tag)] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
 

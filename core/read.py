@@ -35,7 +35,7 @@ from typing import Any
 
 import pydicom
 from pydicom.charset import python_encoding
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
@@ -258,6 +258,16 @@ def element_vr(tag: int, raw_vr: str | None) -> str:
         return str(dictionary_VR(tag))
     except KeyError:
         return "UN"
+
+
+@cache
+def keyword_of(tag: int) -> str:
+    """The DICOM keyword of ``tag`` (``""`` for private and unknown tags), cached.
+
+    >>> keyword_of(0x00100010), keyword_of(0x00091010)
+    ('PatientName', '')
+    """
+    return str(keyword_for_tag(tag) or "")
 
 
 #: VRs whose raw bytes are text.

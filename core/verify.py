@@ -35,13 +35,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from .read import dataset_codec, decode_values, element_vr, raw_items, raw_value
+from .read import dataset_codec, decode_values, element_vr, keyword_of, raw_items, raw_value
 
 #: Attributes whose values identify the record (besides every PN, at any depth).
 IDENTIFYING_KEYWORDS = (
@@ -127,7 +127,7 @@ def identifier_view(ds: Dataset, codec: str | None = "latin_1") -> Dataset:
                 items = [identifier_view(item, codec) for item in ds[tag].value or ()]
                 if any(len(item) for item in items):
                     view.add(DataElement(tag, "SQ", Sequence(items)))
-            elif vr == "PN" or (vr in IDENTIFIER_VRS and keyword_for_tag(tag) in wanted):
+            elif vr == "PN" or (vr in IDENTIFIER_VRS and keyword_of(tag) in wanted):
                 values = decode_values(ds, tag, vr, raw, codec)
                 if values:
                     view.add(DataElement(tag, vr, values if len(values) > 1 else values[0]))
@@ -183,7 +183,7 @@ def _collect(
             elif vr == "PN" or (tag in wanted and vr in IDENTIFIER_VRS):
                 values = decode_values(ds, tag, vr, raw, codec)
                 if values:
-                    out.append((keyword_for_tag(tag), vr, tuple(values)))
+                    out.append((keyword_of(tag), vr, tuple(values)))
         except Exception:
             continue  # undecodable: the header step reports it
 
@@ -475,7 +475,7 @@ class _Scan:
 
 def location(path: str, tag: int) -> str:
     """``path.Keyword`` (or ``path.(gggg,eeee)``) of the element ``tag`` below ``path``."""
-    name = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    name = keyword_of(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     return f"{path}.{name}" if path else name
 
 
