@@ -491,13 +491,13 @@ class Field:
         """The original value for the audit HMAC (text, or bytes for binary values)."""
         if self._original is not None:
             return self._original
-        value = raw_value(self.ds, self.raw)
         if self.vr in STRING_VRS:
             return "\\".join(self.values)
+        if self.vr == "SQ":  # decoded or not
+            return f"<sequence {_tag_str(self.tag)}>"
+        value = raw_value(self.ds, self.raw)
         if isinstance(value, bytes | bytearray):
             return bytes(value)
-        if self.vr == "SQ":
-            return f"<sequence {_tag_str(self.tag)}>"
         return "" if value is None else str(value)
 
     def set(self, value: Any) -> None:

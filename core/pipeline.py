@@ -67,7 +67,7 @@ from .policy import Policy
 from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
 from .read import PIXEL_TAGS, read_dataset
-from .rescan import scan_file
+from .rescan import input_identifiers, scan_file
 from .results import Entity, FileResult
 from .verify import DenyList, identifying_elements
 from .write import Parts, encode_parts, original_spans, read_bytes, same_location, write_verified
@@ -280,7 +280,9 @@ class Engine:
         from them (the detector's matchers, the deny-list) is kept in a small LRU,
         so the other files of a patient or series reuse it.
         """
-        elements = identifying_elements(ds)
+        elements = getattr(ds, "_dicomscrub_identifying", None)
+        if elements is None:
+            elements = identifying_elements(ds)
         found = self._records.get(elements)
         if found is not None:
             self._records.move_to_end(elements)
@@ -412,6 +414,9 @@ class Engine:
     def _deidentify_bytes(self, data: bytes, result: FileResult) -> tuple[Parts, Deidentified]:
         started = time.perf_counter()
         header_only = self.policy.pixels.mode == "off"
+        # the identifiers and the nesting depth from the bytes: sequences then stay
+        # undecoded until the header step needs them (None: pydicom parses them all)
+        identifying = input_identifiers(data, max_depth=self.policy.max_sequence_depth)
         ds = read_dataset(
             data,
             max_sequence_depth=self.policy.max_sequence_depth,
@@ -420,7 +425,10 @@ class Engine:
             # written back from there, never copied or decoded
             defer_size=DEFER_SIZE if header_only else None,
             keep_originals=header_only,
+            parse_sequences=identifying is None,
         )
+        if identifying is not None:
+            ds._dicomscrub_identifying = identifying
         spans = original_spans(ds, data)
         result.timings["read"] = time.perf_counter() - started
         result.modality = str(ds.get("Modality", "") or "")

@@ -56,6 +56,7 @@ def read_dataset(
     max_pixels: int | None = None,
     defer_size: int | None = None,
     keep_originals: bool = False,
+    parse_sequences: bool = True,
 ) -> FileDataset:
     """Parse ``data`` into a dataset or raise :class:`DeidError`.
 
@@ -76,6 +77,10 @@ def read_dataset(
         Remember the top-level elements as read (:func:`originals`): checking the
         nesting depth parses every sequence, and :func:`restore_raw` can then put
         an unchanged sequence back in its undecoded form.
+    parse_sequences
+        False when the caller has checked the nesting depth on the bytes
+        (:func:`dicomscrub.core.rescan.input_identifiers`): sequences then stay
+        undecoded until they are used.
     """
     if not data:
         raise DeidError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
@@ -105,6 +110,10 @@ def read_dataset(
         raise DeidError(ErrorCode.TRUNCATED, "no data elements after the file meta information")
     if not _is_deflated(ds):  # offsets of a deflated dataset refer to the inflated stream
         _check_lengths(ds, data)
+    if not parse_sequences:
+        if max_pixels is not None:
+            check_pixel_cap(ds, max_pixels)
+        return ds
     as_read = dict(ds._dict) if keep_originals else None
     try:
         depth = sequence_depth(ds, max_sequence_depth + 1)
@@ -303,6 +312,28 @@ def dataset_codec(ds: Dataset, inherited: str | None) -> str | None:
     return codec_for(tuple(str(v) for v in value or ()))
 
 
+def decode_text(value: bytes, vr: str, codec: str | None) -> list[str] | None:
+    """The values of a string element's raw bytes as text, or None when pydicom must decode.
+
+    None for non-string VRs, code extensions (``codec`` None) and person names with
+    escape sequences.
+
+    >>> decode_text(b"DOE^JANE\\ROE^J ", "PN", "latin_1"), decode_text(b"x", "US", "latin_1")
+    (['DOE^JANE', 'ROE^J'], None)
+    """
+    if vr not in STRING_VRS:
+        return None
+    use = codec if vr in TEXT_VRS else "latin_1"
+    if use is None or (vr == "PN" and b"\x1b" in value):
+        return None
+    text = value.decode(use, "replace")
+    if vr in SINGLE_VALUED_TEXT:
+        text = text.rstrip(" \x00")
+        return [text] if text else []
+    parts = [p.strip(" \x00") for p in text.split("\\")]
+    return [] if parts == [""] else parts
+
+
 def decode_values(ds: Dataset, tag: int, vr: str, raw: object, codec: str | None) -> list[str]:
     """The values of a string element as text, from its raw bytes when possible.
 
@@ -311,15 +342,10 @@ def decode_values(ds: Dataset, tag: int, vr: str, raw: object, codec: str | None
     already-decoded elements. Raises whatever pydicom raises for undecodable values.
     """
     value = getattr(raw, "value", None)
-    if isinstance(value, bytes) and vr in STRING_VRS:
-        use = codec if vr in TEXT_VRS else "latin_1"
-        if use is not None and not (vr == "PN" and b"\x1b" in value):
-            text = value.decode(use, "replace")
-            if vr in SINGLE_VALUED_TEXT:
-                text = text.rstrip(" \x00")
-                return [text] if text else []
-            parts = [p.strip(" \x00") for p in text.split("\\")]
-            return [] if parts == [""] else parts
+    if isinstance(value, bytes):
+        found = decode_text(value, vr, codec)
+        if found is not None:
+            return found
     decoded = ds[tag].value
     if decoded is None or decoded == "":
         return []

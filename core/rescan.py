@@ -1,4 +1,4 @@
-"""Re-read a written DICOM file from its bytes and search it for surviving identifiers.
+"""Walk a DICOM file's bytes: re-read outputs for surviving identifiers, read inputs' identifiers.
 
 The fail-closed check after every write (``write -> re-read -> verify -> rename``)
 needs two things of the bytes on disk: that they parse as DICOM at every depth,
@@ -21,6 +21,12 @@ then reads the file with pydicom, which either reads it or says precisely what
 is wrong. So this module only ever makes the common case faster; it never
 accepts what the pydicom path would refuse.
 
+The same walk reads an input's identifying elements (:func:`input_identifiers`,
+what :func:`~dicomscrub.core.verify.identifying_elements` gives on the pydicom
+dataset) and checks its nesting depth, so that the engine need not decode every
+sequence when it reads a file: sequences are decoded when the header step walks
+into them, and a sequence the profile removes never is.
+
 Examples
 --------
 >>> from pydicom.data import get_testdata_file
@@ -40,16 +46,19 @@ from collections.abc import Iterable
 
 from pydicom.uid import UID
 
-from .read import codec_for, element_vr
+from .read import codec_for, decode_text, element_vr, keyword_of
 from .verify import (
     BINARY_SEARCHED,
     GENERATED,
+    IDENTIFIER_VRS,
     MAX_BINARY_SCAN,
     OWN_TAGS,
     SEARCHED_VRS,
     SKIPPED_TAGS,
     DenyList,
+    Identifying,
     location,
+    wanted_tags,
 )
 
 _DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
@@ -71,6 +80,8 @@ _PIXEL_DATA = 0x7FE00010
 _CHARSET = 0x00080005
 _IDENTITY_REMOVED = 0x00120062
 _SEPARATOR = "\x00"  # neither a word character nor a space: no phrase matches across it
+#: Values longer than this are deferred by the engine's pydicom read (pipeline.DEFER_SIZE).
+_DEFERRED = 1 << 16
 
 #: Where a value sits: ``(sequence tag, item index)`` from the top; ``_META`` for the file meta.
 Path = tuple[tuple[int, int], ...]
@@ -111,35 +122,55 @@ def scan_file(
     """
     uids = frozenset(u for u in original_uids if u)
     try:
-        return _Scanner(bytes(data), deny, uids, max_depth).run()
+        return _OutputScan(bytes(data), max_depth, deny, uids).run()
     except (_UsePydicomError, struct.error, UnicodeDecodeError, LookupError):
         return None
 
 
-class _Scanner:
-    def __init__(self, data: bytes, deny: DenyList, uids: frozenset[str], max_depth: int) -> None:
+def input_identifiers(data: bytes, *, max_depth: int) -> tuple[Identifying, ...] | None:
+    """The identifying elements of an input file, read from its bytes, or None to use pydicom.
+
+    The same ``(keyword, VR, values)`` as
+    :func:`~dicomscrub.core.verify.identifying_elements` on the file read by pydicom,
+    in the same order, and a check of the nesting depth: the engine then leaves the
+    input's sequences undecoded until the header step needs them (a removed
+    sequence is never decoded). None when the file is not plainly well-formed, nests
+    deeper than ``max_depth``, holds elements encoded as ``UN`` (pydicom decodes
+    those on reading) or needs pydicom to decode a value.
+
+    >>> from pydicom.data import get_testdata_file
+    >>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    >>> [keyword for keyword, vr, values in input_identifiers(data, max_depth=16)][:3]
+    ['Manufacturer', 'InstitutionName', 'StationName']
+    """
+    try:
+        return _InputScan(data, max_depth).run()
+    except (_UsePydicomError, struct.error, UnicodeDecodeError, LookupError):
+        return None
+
+
+class _Walker:
+    """One walk over a DICOM file's bytes: its structure, each value handed to :meth:`_value`.
+
+    Raises :class:`_UsePydicomError` for anything it does not plainly understand.
+    """
+
+    #: VRs whose values are handed to :meth:`_value`.
+    read_vrs: frozenset[str] = frozenset()
+    #: Skip the values inside sequences dicomscrub writes from constants (OWN_TAGS).
+    mute_own = True
+    #: Leave every element encoded as UN to pydicom (else only those it decodes as SQ).
+    any_un = False
+
+    def __init__(self, data: bytes, max_depth: int) -> None:
         self.data = data
-        self.deny = deny
-        self.uids = uids
         self.max_depth = max_depth
         self._byte_order("<")  # the file meta is always little endian
         self.implicit = False
-        #: VRs whose values are read: searched, or compared with the original UIDs
-        self.read_vrs = (
-            SEARCHED_VRS
-            | ({"UI"} if uids else set())
-            | (BINARY_SEARCHED if deny.parts is not None else set())
-        )
-        #: (offset, path, tag, text) of values searched at the end, one pass per matcher; the
-        #: value's offset in the file orders the hits
-        self.parts: list[tuple[int, Path, int, str]] = []
-        self.whole: list[tuple[int, Path, int, str]] = []
-        self.hits: list[tuple[int, Path, int]] = []
         self.muted = 0  # inside a sequence dicomscrub writes from constants: parse, not search
         self.identity_removed = False
 
-    # -- structure --------------------------------------------------------------------------------
-    def run(self) -> list[str]:
+    def walk(self) -> None:
         data = self.data
         if len(data) < 144 or data[128:132] != b"DICM":
             raise _UsePydicomError
@@ -151,11 +182,6 @@ class _Scanner:
         if start >= len(data):
             raise _UsePydicomError  # no dataset after the file meta
         self._dataset(start, len(data), (), 0, "latin_1", delimited=False)
-        if not self.identity_removed:
-            raise _UsePydicomError
-        self._search()
-        self.hits.sort(key=lambda hit: hit[0])
-        return [_where(path, tag) for _, path, tag in self.hits]
 
     def _meta(self, pos: int) -> tuple[str | None, int]:
         """Scan the file meta group; return its transfer syntax UID and where the dataset starts."""
@@ -167,9 +193,15 @@ class _Scanner:
             raw = data[value : value + length]
             if tag == 0x00020010:
                 syntax = raw.decode("ascii").strip("\x00 ")
-            self._value(_META, tag, vr, raw, "latin_1", value)
+            self._meta_value(tag, vr, raw, value)
             pos = value + length
         return syntax, pos
+
+    def _meta_value(self, tag: int, vr: str, raw: bytes, offset: int) -> None:
+        """A file meta element (ignored unless a walk searches the file meta)."""
+
+    def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str, offset: int) -> None:
+        """A value whose VR is in :attr:`read_vrs`."""
 
     def _header(self, pos: int, *, implicit: bool) -> tuple[int, str, int, int]:
         """``(tag, VR, length, value offset)`` of the element at ``pos`` (VR "" for items)."""
@@ -178,6 +210,8 @@ class _Scanner:
         if group == 0xFFFE or implicit:
             return tag, "" if group == 0xFFFE else element_vr(tag, None), length, pos + 8
         code = self.data[pos + 4 : pos + 6]
+        if code == b"UN" and (self.any_un or element_vr(tag, "UN") == "SQ"):
+            raise _UsePydicomError  # pydicom decodes UN with the dictionary's VR (even as SQ)
         if code in _LONG:
             (length,) = self._long.unpack_from(self.data, pos + 8)
             return tag, element_vr(tag, code.decode()), length, pos + 12
@@ -249,7 +283,7 @@ class _Scanner:
         """
         if depth + 1 > self.max_depth:
             raise _UsePydicomError
-        own = tag in OWN_TAGS  # written by dicomscrub from constants: parsed, not searched
+        own = self.mute_own and tag in OWN_TAGS
         self.muted += own
         index = 0
         while not (defined and pos == end):
@@ -284,10 +318,40 @@ class _Scanner:
             pos = value + length
         raise _UsePydicomError
 
-    # -- values -----------------------------------------------------------------------------------
+
+class _OutputScan(_Walker):
+    """The re-read of a written file: structure, PatientIdentityRemoved, deny-list hits."""
+
+    def __init__(self, data: bytes, max_depth: int, deny: DenyList, uids: frozenset[str]) -> None:
+        super().__init__(data, max_depth)
+        self.deny = deny
+        self.uids = uids
+        self.read_vrs = frozenset(
+            SEARCHED_VRS
+            | ({"UI"} if uids else set())
+            | (BINARY_SEARCHED if deny.parts is not None else set())
+        )
+        #: (offset, path, tag, text) of values searched at the end, one pass per matcher; the
+        #: value's offset in the file orders the hits
+        self.parts: list[tuple[int, Path, int, str]] = []
+        self.whole: list[tuple[int, Path, int, str]] = []
+        self.hits: list[tuple[int, Path, int]] = []
+
+    def run(self) -> list[str]:
+        self.walk()
+        if not self.identity_removed:
+            raise _UsePydicomError
+        self._search()
+        self.hits.sort(key=lambda hit: hit[0])
+        return [_where(path, tag) for _, path, tag in self.hits]
+
+    def _meta_value(self, tag: int, vr: str, raw: bytes, offset: int) -> None:
+        if vr in self.read_vrs and raw:
+            self._value(_META, tag, vr, raw, "latin_1", offset)
+
     def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str, offset: int) -> None:
         """Queue or search one value as :meth:`DenyList.find` does."""
-        if self.muted or tag in SKIPPED_TAGS or tag in OWN_TAGS or not raw:
+        if tag in SKIPPED_TAGS or tag in OWN_TAGS:
             return
         if vr in SEARCHED_VRS:
             queue = self.whole if vr == "CS" else self.parts
@@ -316,6 +380,35 @@ class _Scanner:
             for order, path, tag, text in (*candidates, *others):
                 if matcher.search(GENERATED.sub(" ", text)):
                     self.hits.append((order, path, tag))
+
+
+class _InputScan(_Walker):
+    """The read of an input: structure, nesting depth, the identifying elements."""
+
+    read_vrs = IDENTIFIER_VRS | {"PN"}
+    mute_own = False  # an input's sequences are the input's, whatever their tag
+    any_un = True  # reading an input, pydicom decodes UN elements (the writer then differs)
+
+    def __init__(self, data: bytes, max_depth: int) -> None:
+        super().__init__(data, max_depth)
+        self.wanted = wanted_tags()
+        self.found: list[Identifying] = []
+
+    def run(self) -> tuple[Identifying, ...]:
+        self.walk()
+        return tuple(self.found)
+
+    def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str, offset: int) -> None:
+        """Collect a person name or identifying value as ``identifying_elements`` does."""
+        if vr != "PN" and tag not in self.wanted:
+            return
+        if len(raw) > _DEFERRED:
+            raise _UsePydicomError  # pydicom reads values this long itself (deferred)
+        values = decode_text(raw, vr, codec)
+        if values is None:
+            raise _UsePydicomError  # pydicom decodes this one (escape sequences)
+        if values:
+            self.found.append((keyword_of(tag), vr, tuple(values)))
 
 
 def _where(path: Path, tag: int) -> str:

@@ -140,7 +140,8 @@ def identifier_view(ds: Dataset, codec: str | None = "latin_1") -> Dataset:
 Identifying = tuple[str, str, tuple[str, ...]]
 
 
-def _wanted_tags() -> frozenset[int]:
+def wanted_tags() -> frozenset[int]:
+    """Tags of :data:`IDENTIFYING_KEYWORDS` and the text detector's keywords."""
     global _VIEW_KEYWORDS, _WANTED_TAGS
     if _WANTED_TAGS is None:
         if _VIEW_KEYWORDS is None:
@@ -166,7 +167,7 @@ def identifying_elements(ds: Dataset, codec: str | None = "latin_1") -> tuple[Id
     (('PatientName', 'PN', ('DOE^JANE',)), ('PatientID', 'LO', ('12345',)))
     """
     found: list[Identifying] = []
-    _collect(ds, dataset_codec(ds, codec), _wanted_tags(), found)
+    _collect(ds, dataset_codec(ds, codec), wanted_tags(), found)
     return tuple(found)
 
 

@@ -28,7 +28,7 @@ from pydicom.uid import (
 from dicomscrub.core.errors import DeidError
 from dicomscrub.core.pipeline import Engine
 from dicomscrub.core.read import read_dataset
-from dicomscrub.core.rescan import scan_file
+from dicomscrub.core.rescan import input_identifiers, scan_file
 from dicomscrub.core.samples import generate_corpus
 from dicomscrub.core.verify import DenyList, identifying_elements
 
@@ -212,3 +212,59 @@ def test_engine_outputs_are_scanned_and_a_bad_output_still_fails_closed() -> Non
     with pytest.raises(DeidError) as raised:
         engine.verify_bytes(out[:-5], done)  # a cut-off file: pydicom reads it and refuses
     assert raised.value.code.value == "verify_failed"
+
+
+def test_input_identifiers_are_identifying_elements_from_the_bytes(tmp_path: Path) -> None:
+    """On each real and generated file: the walk's identifiers == pydicom's, or None."""
+    shared = Path(__file__).parents[2].parent / "shared" / "data" / "dicom"
+    generate_corpus(tmp_path / "c", seed=5, patients=2)
+    files = real_files(shared) + sorted((tmp_path / "c" / "dicom").rglob("*.dcm"))
+    compared = left_to_pydicom = 0
+    for path in files:
+        data = path.read_bytes()
+        try:
+            source = read_dataset(data, defer_size=1 << 16)
+        except DeidError:
+            continue
+        found = input_identifiers(data, max_depth=16)
+        if found is None:
+            left_to_pydicom += 1
+            continue
+        assert found == identifying_elements(source), path.name
+        compared += 1
+    assert compared >= 60
+    assert left_to_pydicom <= compared // 4
+
+
+def test_input_sequences_stay_undecoded_until_the_header_step_needs_them() -> None:
+    ds = leaky()
+    del ds[0x00091011]  # an element encoded as UN: reading it is left to pydicom
+    ds.OtherPatientIDsSequence = Sequence([Dataset()])  # removed by the profile (X)
+    ds.OtherPatientIDsSequence[0].PatientID = "MRN-OTHER-1"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    data = encode(ds)
+    found = input_identifiers(data, max_depth=16)
+    assert found is not None
+    assert ("PatientID", "LO", ("MRN-OTHER-1",)) in found  # read from the undecoded bytes
+    assert input_identifiers(data, max_depth=1) is None  # too deep: pydicom decides
+    engine = Engine({"pixels": {"mode": "off"}}, secret="s")
+    source = read_dataset(data, defer_size=1 << 16, parse_sequences=False)
+    assert type(source.get_item(0x00101002)).__name__ == "RawDataElement"
+    out, result = engine.process_bytes(data)
+    assert result.status == "ok", result.error_message
+    assert out is not None
+    assert b"MRN-OTHER-1" not in out
+
+
+def test_too_deep_inputs_still_fail_with_their_code() -> None:
+    inner = Dataset()
+    inner.CodeValue = "1"
+    for _ in range(5):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    inner.PatientName = "DOE^JANE"
+    engine = Engine({"pixels": {"mode": "off"}, "max_sequence_depth": 3}, secret="s")
+    out, result = engine.process_bytes(encode(inner))
+    assert out is None
+    assert result.error_code == "sequence_too_deep"
