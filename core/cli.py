@@ -194,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="failure budget per partition (default: %(default)s)",
     )
+    p.add_argument(
+        "--file-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="with --workers > 1: a file still running after this long fails with "
+        "worker_timeout (default: %(default)s)",
+    )
     _add_engine_args(p)
     p.set_defaults(handler=_cmd_run)
 

@@ -39,6 +39,9 @@ class ErrorCode(StrEnum):
     #: The worker process died (native crash, killed, out of memory) on this file, also when
     #: it was retried alone: the batch runner records it and goes on with the other files.
     WORKER_CRASHED = "worker_crashed"
+    #: The file was still running after the pool's per-file time limit, also when retried
+    #: alone (a hang in a library): its worker was stopped and nothing was written.
+    WORKER_TIMEOUT = "worker_timeout"
 
 
 class DeidError(Exception):

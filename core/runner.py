@@ -62,7 +62,7 @@ from .storage import (
     remove_files,
     validate_partition_key,
 )
-from .workers import Task, WorkerPool, failed, run_here
+from .workers import DEFAULT_FILE_TIMEOUT, Task, WorkerPool, failed, run_here
 
 if TYPE_CHECKING:
     import argparse
@@ -283,6 +283,7 @@ def run_partition(
     storage_options: dict[str, Any] | None = None,
     progress: bool = False,
     pool: WorkerPool | None = None,
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
 ) -> PartitionResult:
     """De-identify one manifest partition and replace its audit.
 
@@ -316,6 +317,10 @@ def run_partition(
         policy and secret, to share one pool between partitions (``workers`` is
         then ignored; the pool stays open). By default a pool of ``workers``
         processes is started for this partition and closed at its end.
+    file_timeout
+        Seconds a file may run in the pool this call starts (None: no limit); one
+        that runs over, also when retried alone, fails with ``worker_timeout``.
+        A shared ``pool`` keeps its own limit; ``workers=1`` has none.
 
     Returns
     -------
@@ -340,7 +345,7 @@ def run_partition(
     own_pool = None
     if pool is None and workers > 1:
         # The workers start now (imports, engine, models) while this process reads the manifest.
-        pool = own_pool = WorkerPool(policy_obj, secret, workers)
+        pool = own_pool = WorkerPool(policy_obj, secret, workers, file_timeout=file_timeout)
     elif pool is not None and not pool.serves(policy_obj, secret):
         raise ConfigurationError("the worker pool was started with another policy or secret")
     restarts = pool.restarts if pool is not None else 0
@@ -587,7 +592,11 @@ def run_cli(args: argparse.Namespace) -> int:
                 f"no pseudonymization secret: set {args.secret_env} or pass --ephemeral-secret"
             )
     policy = Policy.load(args.policy)
-    pool = WorkerPool(policy, secret, args.workers) if args.workers > 1 else None
+    pool = (
+        WorkerPool(policy, secret, args.workers, file_timeout=args.file_timeout)
+        if args.workers > 1
+        else None
+    )
     with pool or nullcontext():
         from .manifest import partition_keys, read_manifest
 

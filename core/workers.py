@@ -56,6 +56,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -72,10 +73,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CRASH_HOOK_ENV", "Layout", "Task", "WorkerPool", "engine_for", "process", "run_here"]
+__all__ = [
+    "CRASH_HOOK_ENV",
+    "DEFAULT_FILE_TIMEOUT",
+    "HANG_HOOK_ENV",
+    "Layout",
+    "Task",
+    "WorkerPool",
+    "engine_for",
+    "process",
+    "run_here",
+]
 
 #: Test-only: pool workers kill themselves on files whose name contains this variable's value.
 CRASH_HOOK_ENV = "DICOMSCRUB_TEST_CRASH_ON"
+#: Test-only: pool workers hang (sleep for an hour) on files whose name contains this value.
+HANG_HOOK_ENV = "DICOMSCRUB_TEST_HANG_ON"
+#: Default per-file time limit of a pool (seconds): far above any real file (a 40-frame
+#: cine takes about a second), low enough that a hang does not hold a partition for long.
+DEFAULT_FILE_TIMEOUT = 600.0
 #: Modules the fork server imports once, so that workers start with them loaded; the last
 #: one also loads the default NER model and word lists there (see :func:`preload`).
 PRELOAD = (
@@ -89,6 +105,10 @@ PRELOAD = (
 _CRASHED_MESSAGE = (
     "the worker process died while de-identifying this file, also when retried alone "
     "(a crash in native code, or killed, e.g. out of memory); nothing was written"
+)
+_TIMEOUT_MESSAGE = (
+    "de-identifying this file took longer than the pool's per-file limit of {seconds:g} s, "
+    "also when retried alone; its worker was stopped and nothing was written"
 )
 
 
@@ -220,6 +240,7 @@ def run_here(tasks: Iterable[Task], policy: Policy, secret: str) -> Iterator[Fil
 
 # --- worker process side ------------------------------------------------------------------------
 _SETTINGS: tuple[Policy, str, str | None] | None = None
+_HANG_ON: str | None = None
 
 
 def _warm_up(policy: Policy) -> None:
@@ -245,9 +266,12 @@ def preload() -> None:
         log.warning("could not preload the NER model in the fork server", exc_info=True)
 
 
-def _init_worker(policy: Policy, secret: str, crash_on: str | None) -> None:
-    global _SETTINGS
+def _init_worker(
+    policy: Policy, secret: str, crash_on: str | None, hang_on: str | None = None
+) -> None:
+    global _SETTINGS, _HANG_ON
     _SETTINGS = (policy, secret, crash_on)
+    _HANG_ON = hang_on
     engine_for(policy, secret)
     _warm_up(policy)
 
@@ -262,6 +286,8 @@ def _work(task: Task) -> FileResult:
     policy, secret, crash_on = _SETTINGS
     if crash_on and crash_on in task.source.rpartition("/")[2]:
         os.kill(os.getpid(), signal.SIGKILL)  # test hook (see CRASH_HOOK_ENV)
+    if _HANG_ON and _HANG_ON in task.source.rpartition("/")[2]:
+        time.sleep(3600)  # test hook (see HANG_HOOK_ENV)
     return process(engine_for(policy, secret), task)
 
 
@@ -287,6 +313,11 @@ class WorkerPool:
         The engine settings every worker builds its engine with.
     workers
         Number of worker processes (at least 1).
+    file_timeout
+        Seconds a file may run (:data:`DEFAULT_FILE_TIMEOUT`); None: no limit. When no
+        file in flight finishes for that long, the workers are stopped and the files
+        in flight retried one at a time, each with the same limit: one that runs
+        over alone fails with ``worker_timeout`` and the run goes on.
 
     Attributes
     ----------
@@ -296,7 +327,9 @@ class WorkerPool:
     crashes
         Files recorded as ``worker_crashed``.
     restarts
-        Times the pool was rebuilt after a worker died.
+        Times the pool was rebuilt after a worker died or was stopped.
+    timeouts
+        Files recorded as ``worker_timeout``.
 
     Examples
     --------
@@ -306,14 +339,30 @@ class WorkerPool:
     []
     """
 
-    def __init__(self, policy: Policy, secret: str, workers: int) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        secret: str,
+        workers: int,
+        *,
+        file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+    ) -> None:
         if workers < 1:
             raise ConfigurationError("workers must be at least 1")
+        if file_timeout is not None and file_timeout <= 0:
+            raise ConfigurationError("file_timeout must be positive (or None for no limit)")
         self.workers = workers
+        self.file_timeout = file_timeout
         self.start_seconds: float | None = None
         self.crashes = 0
         self.restarts = 0
-        self._initargs = (policy, secret, os.environ.get(CRASH_HOOK_ENV) or None)
+        self.timeouts = 0
+        self._initargs = (
+            policy,
+            secret,
+            os.environ.get(CRASH_HOOK_ENV) or None,
+            os.environ.get(HANG_HOOK_ENV) or None,
+        )
         self._key = _settings_key(policy, secret)
         self._executor: ProcessPoolExecutor | None = None
         self._ping: Future[int] | None = None
@@ -409,6 +458,16 @@ class WorkerPool:
     def _submit(self, task: Task) -> Future[FileResult]:
         return self._started().submit(_work, task)
 
+    def _stop_workers(self) -> None:
+        """Kill the worker processes: the files in flight then fail with the pool."""
+        executor = self._started()
+        kill = getattr(executor, "kill_workers", None)  # public from Python 3.14
+        if kill is not None:
+            kill()
+            return
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+
     def run(self, tasks: Iterable[Task]) -> Iterator[FileResult]:
         """Yield one result per task, in completion order, at most ``2 * workers`` in flight."""
         source = iter(tasks)
@@ -424,30 +483,47 @@ class WorkerPool:
                     break
             if not pending:
                 return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=self.file_timeout, return_when=FIRST_COMPLETED)
             suspects: list[Task] = []
+            if not done:  # nothing finished in time: a file hangs; stop the workers
+                log.warning(
+                    "no file finished within %g s; stopping the workers and retrying the "
+                    "%d files in flight one at a time",
+                    self.file_timeout,
+                    len(pending),
+                )
+                self._stop_workers()
             yield from _collect(done, pending, suspects)
-            if not suspects:
+            if not suspects and done:
                 continue
             # A worker died: every file still in flight fails with the pool. Keep the ones
             # that finished, then retry the others one at a time in a rebuilt pool.
             yield from _collect(wait(pending).done, pending, suspects)
-            log.warning(
-                "a worker process died with %d files in flight; rebuilding the pool and "
-                "retrying them one at a time",
-                len(suspects),
-            )
+            if done:
+                log.warning(
+                    "a worker process died with %d files in flight; rebuilding the pool and "
+                    "retrying them one at a time",
+                    len(suspects),
+                )
             self._restart()
             yield from self._isolate(suspects)
 
     def _isolate(self, suspects: list[Task]) -> Iterator[FileResult]:
         for task in suspects:
+            future = self._submit(task)
             try:
-                result = self._submit(task).result()
+                result = future.result(timeout=self.file_timeout)
             except BrokenProcessPool:
                 self.crashes += 1
                 log.warning("a file killed its worker process again when run alone: failed")
                 result = failed(task.source, ErrorCode.WORKER_CRASHED, _CRASHED_MESSAGE, _sha(task))
+                self._restart()
+            except FutureTimeout:
+                self.timeouts += 1
+                log.warning("a file ran over the per-file time limit again when run alone: failed")
+                message = _TIMEOUT_MESSAGE.format(seconds=self.file_timeout)
+                result = failed(task.source, ErrorCode.WORKER_TIMEOUT, message, _sha(task))
+                self._stop_workers()
                 self._restart()
             yield result
 

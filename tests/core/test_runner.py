@@ -31,7 +31,7 @@ from dicomscrub.core.manifest import build_manifest, partition_keys, write_manif
 from dicomscrub.core.policy import Policy
 from dicomscrub.core.runner import PartitionFailedError, run_partition
 from dicomscrub.core.storage import filesystem, list_files
-from dicomscrub.core.workers import CRASH_HOOK_ENV, WorkerPool
+from dicomscrub.core.workers import CRASH_HOOK_ENV, HANG_HOOK_ENV, WorkerPool
 from support import TEST_SECRET
 
 HEADER_ONLY = {"pixels": {"mode": "off"}}
@@ -552,3 +552,37 @@ def test_sample_files_end_to_end(shared_dicom: Path, tmp_path: Path) -> None:
     ]
     for output in files["output"].dropna():
         assert pydicom.dcmread(output).PatientIdentityRemoved == "YES"
+
+
+@pytest.mark.slow
+def test_a_file_that_hangs_fails_with_worker_timeout_and_the_rest_goes_on(
+    corpus: tuple[Path, list[GeneratedFile]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker really hangs on one file (the test hook sleeps for an hour)."""
+    files = corpus[1][:4]
+    culprit = tmp_path / "hangs-its-worker.dcm"
+    culprit.write_bytes(files[0].path.read_bytes())
+    sources = [str(f.path) for f in files[1:]] + [str(culprit)]
+    manifest = pd.DataFrame({"path": sources, "partition": "hang-1"})
+    monkeypatch.setenv(HANG_HOOK_ENV, culprit.name)
+    out, audit = tmp_path / "out", tmp_path / "audit"
+    started = time.perf_counter()
+    with WorkerPool(Policy.load(HEADER_ONLY), TEST_SECRET, 2, file_timeout=4.0) as pool:
+        result = run_partition(
+            manifest, "hang-1", str(out), str(audit), policy=HEADER_ONLY, secret=TEST_SECRET,
+            max_failed_fraction=0.5, pool=pool,
+        )  # fmt: skip
+        assert pool.timeouts == 1
+    assert time.perf_counter() - started < 120  # not the hour the hook sleeps
+    assert result.counts == {"ok": len(files) - 1, "failed": 1}
+    assert result.error_codes == {"worker_timeout": 1}
+    rows = read_audit(str(audit), "files").set_index("source")
+    failed = rows.loc[str(culprit)]
+    assert (failed["status"], failed["error_code"]) == ("failed", "worker_timeout")
+    assert "4 s" in failed["error_message"]
+    assert pd.isna(failed["output"])
+    assert not any(value in failed["error_message"] for value in _phi(files))
+    written = sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(rows["output"].dropna())  # no temporaries, nothing for the culprit
+    with pytest.raises(ConfigurationError):
+        WorkerPool(Policy.load(HEADER_ONLY), TEST_SECRET, 2, file_timeout=0)
