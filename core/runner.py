@@ -22,8 +22,9 @@ that the two overlap. Each worker builds its
 :class:`~dicomscrub.core.pipeline.Engine` once. At most ``2 * workers`` files are
 in flight and results are recorded as they complete, so memory does not grow
 with the partition and a slow file does not idle the other workers. A file
-that kills its worker process is recorded as failed (``worker_crashed``) and
-the run goes on. ``workers=1`` runs in-process (no crash isolation).
+that kills its worker process, or hangs past ``file_timeout``, is recorded as
+failed (``worker_crashed``, ``worker_timeout``) and the run goes on.
+``workers=1`` runs in-process (no crash isolation, no time limit).
 
 Examples
 --------

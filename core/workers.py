@@ -28,10 +28,17 @@ culprit and gets a failed result with :attr:`ErrorCode.WORKER_CRASHED
 the others come out as usual. Then the run goes on at full width. If the
 rebuilt pool cannot even start, :class:`RuntimeError` is raised.
 
+**Time limit.** When no file in flight finishes within ``file_timeout``
+seconds (a hang in a library), the workers are killed and the files in flight
+retried one at a time in the same way, each with the limit: one that runs over
+alone fails with :attr:`ErrorCode.WORKER_TIMEOUT
+<dicomscrub.core.errors.ErrorCode.WORKER_TIMEOUT>`.
+
 For tests only: when the environment variable ``DICOMSCRUB_TEST_CRASH_ON`` is set
 in the process that creates the pool, a pool worker kills itself (``SIGKILL``,
-as the out-of-memory killer does) on every file whose name contains its value.
-Files processed in the calling process (``workers=1``) are never affected.
+as the out-of-memory killer does) on every file whose name contains its value;
+with ``DICOMSCRUB_TEST_HANG_ON`` it sleeps for an hour on such files. Files
+processed in the calling process (``workers=1``) are never affected.
 
 Examples
 --------
