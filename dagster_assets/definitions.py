@@ -84,6 +84,7 @@ def resource_from_env(environ: Mapping[str, str] | None = None) -> DicomScrubRes
         partition_by=env.get("DICOMSCRUB_PARTITION_BY") or "study",
         workers=int(_number(env, "DICOMSCRUB_WORKERS", 1)),
         max_failed_fraction=_number(env, "DICOMSCRUB_MAX_FAILED_FRACTION", 0.0),
+        file_timeout=_number(env, "DICOMSCRUB_FILE_TIMEOUT", 600.0),
         preview=_choice(env, "DICOMSCRUB_PREVIEW", ("redacted", "before_after", "off")),
     )
 

@@ -123,6 +123,12 @@ class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
         default=False,
         description="Skip files whose source hash and policy hash already succeeded.",
     )
+    file_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="With workers > 1: seconds a file may run; one that hangs longer, also "
+        "when retried alone, fails with worker_timeout and the partition goes on.",
+    )
     preview: Literal["redacted", "before_after", "off"] = Field(
         default="redacted",
         description="Preview image in the partition's metadata: 'redacted' (the output with "
@@ -162,6 +168,7 @@ class DicomScrubResource(ConfigurableResource):  # type: ignore[type-arg]
             max_failed_fraction=self.max_failed_fraction,
             resume=self.resume,
             storage_options=self.storage_options or None,
+            file_timeout=self.file_timeout,
         )
 
     def check_partition(self, partition_key: str, *, rescan_outputs: bool = True) -> PartitionCheck:

@@ -239,6 +239,9 @@ class DicomRedactOperator(BaseOperator):
         written first. Templated (a number, or a string holding one).
     resume
         Skip files whose source hash and policy hash already succeeded.
+    file_timeout
+        With ``workers`` > 1: seconds a file may run; one that hangs longer, also when
+        retried alone, fails with ``worker_timeout`` and the partition goes on.
     storage_options
         fsspec options for object storage. Templated.
     map_index_template
@@ -285,6 +288,7 @@ class DicomRedactOperator(BaseOperator):
         workers: int = 1,
         max_failed_fraction: float | str = 0.0,
         resume: bool = False,
+        file_timeout: float = 600.0,
         storage_options: dict[str, Any] | None = None,
         map_index_template: str | None = MAP_INDEX_TEMPLATE,
         outlets: Any | None = None,
@@ -297,6 +301,8 @@ class DicomRedactOperator(BaseOperator):
         )
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if file_timeout <= 0:
+            raise ValueError("file_timeout must be positive")
         self.manifest = manifest
         self.partition = partition
         self.output_root = output_root
@@ -306,6 +312,7 @@ class DicomRedactOperator(BaseOperator):
         self.workers = workers
         self.max_failed_fraction = max_failed_fraction
         self.resume = resume
+        self.file_timeout = file_timeout
         self.storage_options = storage_options
         self._summary: dict[str, Any] | None = None
 
@@ -338,6 +345,7 @@ class DicomRedactOperator(BaseOperator):
                 max_failed_fraction=budget,
                 resume=self.resume,
                 storage_options=self.storage_options,
+                file_timeout=self.file_timeout,
             )
         except ConfigurationError as exc:
             # Wrong settings do not get better with a retry.

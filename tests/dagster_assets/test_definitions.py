@@ -35,6 +35,7 @@ def test_resource_from_env_defaults_and_overrides(tmp_path: Path) -> None:
     assert default.output_root == f"{base}/output"
     assert default.audit_root == f"{base}/audit"
     assert (default.policy, default.workers, default.max_failed_fraction) == ("default", 1, 0.0)
+    assert default.file_timeout == 600.0
     # the secret is bound to the variable's name, never to a value
     assert default.secret == "DICOMSCRUB_SECRET"
 
@@ -49,8 +50,10 @@ def test_resource_from_env_defaults_and_overrides(tmp_path: Path) -> None:
             "DICOMSCRUB_WORKERS": "2",
             "DICOMSCRUB_MAX_FAILED_FRACTION": "0.05",
             "DICOMSCRUB_PREVIEW": "off",
+            "DICOMSCRUB_FILE_TIMEOUT": "120",
         }
     )
+    assert custom.file_timeout == 120.0
     assert custom.input is None
     assert (default.preview, custom.preview) == ("redacted", "off")
     assert (custom.output_root, custom.audit_root) == ("s3://bucket/out", "s3://bucket/audit")

@@ -78,6 +78,9 @@ def test_templates_render_paths_policy_and_budget() -> None:
 def test_workers_are_validated_at_init() -> None:
     with pytest.raises(ValueError, match="workers"):
         _redact(workers=0)
+    with pytest.raises(ValueError, match="file_timeout"):
+        _redact(file_timeout=0)
+    assert (_redact().file_timeout, _redact(file_timeout=90).file_timeout) == (600.0, 90)
 
 
 def test_default_outlet_is_the_asset_alias_and_map_index_names_the_partition() -> None:
