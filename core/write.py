@@ -100,16 +100,21 @@ def encode_text_element(element: Any, implicit: bool, little: bool) -> bytes | N
     data = text.encode("ascii")
     if len(data) % 2:
         data += b"\x00" if vr == "UI" else b" "
+    return _with_header(element.tag, vr, data, implicit, little)
+
+
+def _with_header(tag: int, vr: str, value: bytes, implicit: bool, little: bool) -> bytes | None:
+    """``value`` behind its element header (tag, VR, length) as pydicom writes it, or None
+    when an explicit VR 16-bit length cannot hold it."""
     order = "<" if little else ">"
-    tag = element.tag
     if implicit:
-        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(data)) + data
+        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
     if vr in _LONG_LENGTH_VRS:
-        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(data))
-        return head + data
-    if len(data) > 0xFFFF:
+        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value))
+        return head + value
+    if len(value) > 0xFFFF:
         return None
-    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data)) + data
+    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
 
 
 def _fast_element(element: Any, encoding: tuple[bool, bool]) -> bytes | None:
@@ -135,19 +140,9 @@ def _raw_element(raw: Any, encoding: tuple[bool, bool]) -> bytes | None:
         return None  # deferred or undefined length: pydicom handles those
     if (raw.is_implicit_VR, raw.is_little_endian) != (implicit, little):
         return None
-    order = "<" if little else ">"
-    tag = raw.tag
-    if implicit:
-        return struct.pack(f"{order}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
-    vr = raw.VR
-    if vr is None or len(vr) != 2:
+    if not implicit and (raw.VR is None or len(raw.VR) != 2):
         return None
-    if vr in _LONG_LENGTH_VRS:
-        head = struct.pack(f"{order}HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value))
-        return head + value
-    if len(value) > 0xFFFF:
-        return None
-    return struct.pack(f"{order}HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+    return _with_header(raw.tag, raw.VR or "", value, implicit, little)
 
 
 def encode_sequence(element: Any, encoding: tuple[bool, bool]) -> bytes | None:
