@@ -350,8 +350,8 @@ class _OutputScan(_Walker):
             self._value(_META, tag, vr, raw, "latin_1", offset)
 
     def _value(self, path: Path, tag: int, vr: str, raw: bytes, codec: str, offset: int) -> None:
-        """Queue or search one value as :meth:`DenyList.find` does."""
-        if tag in SKIPPED_TAGS or tag in OWN_TAGS:
+        """Queue or search one value as :meth:`DenyList.find` does (pixel data never comes)."""
+        if tag in OWN_TAGS:
             return
         if vr in SEARCHED_VRS:
             queue = self.whole if vr == "CS" else self.parts
@@ -385,7 +385,7 @@ class _OutputScan(_Walker):
 class _InputScan(_Walker):
     """The read of an input: structure, nesting depth, the identifying elements."""
 
-    read_vrs = IDENTIFIER_VRS | {"PN"}
+    read_vrs = IDENTIFIER_VRS  # person names (PN) included
     mute_own = False  # an input's sequences are the input's, whatever their tag
     any_un = True  # reading an input, pydicom decodes UN elements (the writer then differs)
 

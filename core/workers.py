@@ -491,8 +491,8 @@ class WorkerPool:
             if not pending:
                 return
             done, _ = wait(pending, timeout=self.file_timeout, return_when=FIRST_COMPLETED)
-            suspects: list[Task] = []
-            if not done:  # nothing finished in time: a file hangs; stop the workers
+            stalled = not done  # nothing finished in time: a file hangs
+            if stalled:
                 log.warning(
                     "no file finished within %g s; stopping the workers and retrying the "
                     "%d files in flight one at a time",
@@ -500,13 +500,14 @@ class WorkerPool:
                     len(pending),
                 )
                 self._stop_workers()
+            suspects: list[Task] = []
             yield from _collect(done, pending, suspects)
-            if not suspects and done:
+            if not suspects and not stalled:
                 continue
-            # A worker died: every file still in flight fails with the pool. Keep the ones
-            # that finished, then retry the others one at a time in a rebuilt pool.
+            # The pool broke (a worker died, or was stopped): every file still in flight fails
+            # with it. Keep the ones that finished, then retry the others one at a time.
             yield from _collect(wait(pending).done, pending, suspects)
-            if done:
+            if not stalled:
                 log.warning(
                     "a worker process died with %d files in flight; rebuilding the pool and "
                     "retrying them one at a time",
