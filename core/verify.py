@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -307,11 +308,9 @@ class PhraseMatcher:
 
     def __init__(self, phrases: Iterable[str]) -> None:
         self._by_word: dict[str, list[tuple[str, int]]] = {}
-        for phrase in {" ".join(p.upper().split()) for p in phrases}:
-            first = _WORD.search(phrase)
-            if first is None:
-                continue
-            self._by_word.setdefault(first.group(0), []).append((phrase, first.start()))
+        for entry in {_indexed(p) for p in phrases}:
+            if entry is not None:
+                self._by_word.setdefault(entry[0], []).append(entry[1:])
         for candidates in self._by_word.values():
             candidates.sort(key=lambda c: len(c[0]), reverse=True)
 
@@ -363,6 +362,23 @@ class PhraseMatcher:
         return next(iter(self.finditer(text)), None) is not None
 
 
+@lru_cache(maxsize=16384)
+def _normalised(value: str) -> str:
+    """Upper case, whitespace runs as one space, no space at the ends (remembered)."""
+    return " ".join(value.upper().split())
+
+
+@lru_cache(maxsize=16384)
+def _indexed(phrase: str) -> tuple[str, str, int] | None:
+    """``(first word, normalised phrase, offset of the first word)``, or None without a word.
+
+    Remembered: the records of one patient (its series) share most of their phrases.
+    """
+    normalised = _normalised(phrase)
+    first = _WORD.search(normalised)
+    return None if first is None else (first.group(0), normalised, first.start())
+
+
 def _alnum(char: str) -> bool:
     return char.isalnum()
 
@@ -403,7 +419,7 @@ class DenyList:
         """Build the deny-list from :func:`identifying_elements` plus ``extra`` values."""
         elements = tuple(elements)
         typed = _typed(elements)
-        values = {" ".join(v.upper().split()) for v in (*typed, *extra)}
+        values = {_normalised(v) for v in (*typed, *extra)}
         return cls(compile_deny(values), compile_deny(_full(elements)), typed)
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
