@@ -89,6 +89,7 @@ from .sample_images import (
     chest_radiograph,
     ct_slice,
     mr_head,
+    render_alpha,
     ultrasound_frame,
     window_to_8bit,
 )
@@ -638,6 +639,11 @@ Colour = float | tuple[float, float, float]
 LABEL = "LABEL"
 
 
+def _width(text: str, font: str, size: int) -> int:
+    """Width (pixels) of ``text`` as :func:`_put` burns it, unrotated."""
+    return int(render_alpha(text, font, size, 0).shape[1])
+
+
 def _put(
     c: Canvas,
     text: str,
@@ -747,8 +753,14 @@ def _us_banner(c: Canvas, st: Study, *, outside_id: bool, serif: bool, frames: i
     name = f"{p.name.family}, {p.name.given}"
     ident = p.outside_mrn if outside_id else p.mrn  # the outside MRN is not in the header
     mi = "MI 0.8 TIS 0.4" if frames == 1 else "MI 1.1 TIS 0.6"
-    _put(c, st.institution.name, (8, 6), "ORG", font, 13, WHITE)
-    _put(c, name, (cols // 2 - 20, 5), "PERSON", "dejavu-sans-bold", 14, (255, 220, 0))
+    org = _put(c, st.institution.name, (8, 6), "ORG", font, 13, WHITE)
+    # the name in the middle of the top row; where it would touch the institution or the ID
+    # (a long name on a narrow cine) it moves next to the institution and shrinks to fit
+    left, right = org.box[0] + org.box[2] + 8, cols - 8 - _width(ident, mono, 13) - 8
+    x, size = cols // 2 - 20, 14
+    while size > 8 and (x < left or x + _width(name, "dejavu-sans-bold", size) > right):
+        x, size = left, size - 1
+    _put(c, name, (x, 5), "PERSON", "dejavu-sans-bold", size, (255, 220, 0))
     _put(c, ident, (cols - 8, 6), "ID", mono, 13, WHITE, "rt")
     _put(c, f"{st.date:%m/%d/%Y}", (8, 32), "DATE", mono, 11, (0, 200, 255))
     _put(c, mi, (cols - 8, 32), LABEL, mono, 11, (0, 230, 0), "rt")

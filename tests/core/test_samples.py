@@ -242,3 +242,19 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert key["generator"]["seed"] == 3
     assert len(key["files"]) == 5
     assert main(["samples", "generate", str(tmp_path / "d"), "--patients", "0"]) == 2
+
+
+def test_us_banner_fits_long_names_on_a_narrow_cine() -> None:
+    """A long name on a 480-pixel cine once made ``samples generate --seed 11 --patients 5``
+    fail (its name touched the MRN): it now moves and shrinks to fit, for every patient."""
+    from dicomscrub.core.samples import _make_people, _us_banner
+
+    sizes = []
+    for seed in (11, 0, 1, 2):
+        for study in _make_people(seed, 5, 1):
+            canvas = sample_images.Canvas(np.zeros((2, 360, 480, 3)), max_value=255, frames=2)
+            _us_banner(canvas, study, outside_id=True, serif=False, frames=2)  # no ValueError
+            name = next(i for i in canvas.items if i.kind == "PERSON")
+            sizes.append(name.size)
+    assert min(sizes) < 14  # shrunk where needed ...
+    assert max(sizes) == 14  # ... else as before
