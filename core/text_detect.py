@@ -40,7 +40,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
@@ -550,8 +550,32 @@ class _TermIndex:
                 yield start, runs[last][1], self.types[found]
 
 
+def ocr_ratio(a: str, b: str) -> float:
+    """``fuzz.ratio`` (0-100) of two folded words, forgiving OCR's "rn" read as "m".
+
+    Tesseract reads the "rn" of small type as one "m" ("Blackbum" for
+    "Blackburn"); plain edit distance counts that as two errors.
+
+    >>> round(fuzz.ratio("blackbum", "blackburn")), ocr_ratio("blackbum", "blackburn")
+    (82, 100.0)
+    """
+    score = fuzz.ratio(a, b)
+    if "rn" in a or "rn" in b:
+        score = max(score, fuzz.ratio(a.replace("rn", "m"), b.replace("rn", "m")))
+    return float(score)
+
+
+def _ocr_scorer(a: str, b: str, **_: Any) -> float:
+    """:func:`ocr_ratio` as a rapidfuzz scorer (``process.extractOne``)."""
+    return ocr_ratio(a, b)
+
+
+#: Letters that must match when one word of a long institution or address is unreadable.
+MIN_PARTIAL_LETTERS = 8
+
+
 class _AffixTerms:
-    """Multi-word terms matched in OCR text with junk glued to their first or last word.
+    """Multi-word terms matched in OCR text despite a damaged word.
 
     OCR glues stray marks to words ("beHlawkins Regional Hospital" for
     "Hawkins Regional Hospital"). A multi-word term matches when its inner
@@ -559,12 +583,18 @@ class _AffixTerms:
     place of its first word *ends* with it, or the one in place of its last
     word *starts* with it (fuzzily, 4+ letters). A lone word with junk is not
     matched: innocent words that end like a name part stay ("evergreen").
+
+    An institution or address of three words or more also matches with one
+    word after its first unreadable ("Young Memorial Hogpasall" for "Young
+    Memorial Hospital"), when the words that match hold at least
+    :data:`MIN_PARTIAL_LETTERS` letters.
     """
 
     def __init__(self, terms: Iterable[tuple[str, str]], threshold: float) -> None:
         self.threshold = threshold
         self.by_second: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self.by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self.long: list[tuple[tuple[str, ...], str]] = []  # institutions, addresses: 3+ words
         for term, entity_type in terms:
             words = tuple(m.group().casefold() for m in _ALNUM_RUN.finditer(term))
             if len(words) < 2:
@@ -573,13 +603,15 @@ class _AffixTerms:
                 self.by_second.setdefault(words[1], []).append((words, entity_type))
             if len(words[-1]) >= 4:
                 self.by_first.setdefault(words[0], []).append((words, entity_type))
+            if len(words) >= 3 and entity_type in ("ORG", "LOCATION"):
+                self.long.append((words, entity_type))
 
     def __bool__(self) -> bool:
         return bool(self.by_second or self.by_first)
 
     def _same(self, text_word: str, word: str) -> bool:
         return text_word == word or (
-            len(word) >= 4 and fuzz.ratio(text_word, word) >= self.threshold
+            len(word) >= 4 and ocr_ratio(text_word, word) >= self.threshold
         )
 
     def _affix(self, text_word: str, word: str, *, at_end: bool) -> float:
@@ -589,8 +621,24 @@ class _AffixTerms:
             if size < 3 or size > len(text_word):
                 continue
             piece = text_word[-size:] if at_end else text_word[:size]
-            best = max(best, fuzz.ratio(piece, word))
+            best = max(best, ocr_ratio(piece, word))
         return best
+
+    def _one_unread(self, runs: list[tuple[int, int, str]], words: list[str]) -> Iterator[Span]:
+        """Long terms whose first word and all but one of the others match."""
+        for words_of_term, entity_type in self.long:
+            size = len(words_of_term)
+            for i in range(len(words) - size + 1):
+                if not self._same(words[i], words_of_term[0]):
+                    continue
+                window = words[i : i + size]
+                matched = [
+                    t for w, t in zip(window, words_of_term, strict=True) if self._same(w, t)
+                ]
+                if len(matched) != size - 1:
+                    continue  # all of them: an exact or fuzzy match found elsewhere
+                if sum(len(t) for t in matched) >= MIN_PARTIAL_LETTERS:
+                    yield Span(runs[i][0], runs[i + size - 1][1], entity_type, "denylist", 0.9)
 
     def find(self, text: str) -> Iterator[Span]:
         runs = [
@@ -627,6 +675,7 @@ class _AffixTerms:
                     yield Span(
                         start, runs[end - 1][1], entity_type, "denylist", round(score / 100, 3)
                     )
+        yield from self._one_unread(runs, words)
 
 
 _DIGITS = re.compile(r"\d+")
@@ -846,15 +895,16 @@ class _DenyMatcher:
             return None
         if ocr and self.vocab.is_safe_word(folded):
             return None
+        scorer = _ocr_scorer if ocr else fuzz.ratio
         if self.fuzzy_names:
             best = process.extractOne(
-                folded, self.fuzzy_names, scorer=fuzz.ratio, score_cutoff=self.threshold
+                folded, self.fuzzy_names, scorer=scorer, score_cutoff=self.threshold
             )
             if best is not None:
                 return "PERSON", round(best[1] / 100.0, 3), True
         if ocr and self.place_words:
             best = process.extractOne(
-                folded, list(self.place_words), scorer=fuzz.ratio, score_cutoff=self.threshold
+                folded, list(self.place_words), scorer=scorer, score_cutoff=self.threshold
             )
             if best is not None:
                 return self.place_words[best[0]], round(best[1] / 100.0, 3), True
@@ -1192,7 +1242,8 @@ class TextDetector:
             spans = [s for s in spans if s.entity_type not in _NAME_TYPES]
         spans.extend(self._deny.find(text, ocr))
         if not device and self._needs_ner(text, spans):
-            spans.extend(s for s in self._ner_cached(text) if not self._device_only(text, s))
+            ner = [s for s in self._ner_cached(text) if not self._device_only(text, s)]
+            spans.extend(self._by_line(text, ner) if ocr else ner)
         if ocr:
             spans.extend(_ids_near_names(text, spans))
         result = tuple(_merge(spans, text))
@@ -1262,6 +1313,27 @@ class TextDetector:
             )
             self._shared.ner_cache.put(text, cached)
         return cached
+
+    def _by_line(self, text: str, spans: list[Span]) -> Iterator[Span]:
+        """NER spans of OCR text, none running from one line into the next.
+
+        The lines of OCR text are separate captions, but the model reads on
+        across a line break ("BURNS ALYSSA" then "CHEST PA" gave one person).
+        A span that crosses a break gives way to the spans NER finds in each
+        line it touches on its own (where they overlap it).
+        """
+        for span in spans:
+            if "\n" not in text[span.start : span.end]:
+                yield span
+                continue
+            start = text.rfind("\n", 0, span.start) + 1
+            while start < span.end:
+                end = text.find("\n", start)
+                end = len(text) if end < 0 else end
+                for inner in self._ner_cached(text[start:end]):
+                    if start + inner.start < span.end and start + inner.end > span.start:
+                        yield replace(inner, start=start + inner.start, end=start + inner.end)
+                start = end + 1
 
     def _allowed(self, value: str) -> bool:
         return bool(self._shared.allow_phrases) and _phrase_key(value) in self._shared.allow_phrases
