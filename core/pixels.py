@@ -51,7 +51,7 @@ from scipy import ndimage
 
 from .encode import encode_pixels
 from .errors import DeidError, ErrorCode
-from .ocr import CROP_PAD, OcrBackend, Word, get_backend, read_regions
+from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
 from .text_regions import (
@@ -345,6 +345,9 @@ class FrameText:
 
     lines: list[list[Word]]
     regions: list[Box] = field(default_factory=list)
+    #: ``turned[i]``: line ``i`` was read turned by 90 degrees (rotated text); its words are
+    #: in reading order, down or up the image. Empty: no line was.
+    turned: list[bool] = field(default_factory=list)
 
     def text(self) -> tuple[str, list[tuple[int, int, Word]]]:
         """The frame's text and each word's character range.
@@ -373,12 +376,23 @@ class FrameText:
         return "".join(parts), offsets
 
     def rows(self) -> list[list[list[Word]]]:
-        """Lines grouped into image rows (vertical overlap over half a line), left to right."""
+        """Lines grouped into image rows (vertical overlap over half a line), left to right.
+
+        A line read turned (rotated text) is a row of its own: it runs across the
+        rows of the horizontal lines beside it.
+        """
         rows: list[tuple[int, int, list[list[Word]]]] = []
+        flags = self.turned or [False] * len(self.lines)
+        turned = {id(ln) for ln, t in zip(self.lines, flags, strict=True) if t}
         for line in sorted(self.lines, key=lambda ln: min(w.box[1] for w in ln)):
             top = min(w.box[1] for w in line)
             bottom = max(w.box[1] + w.box[3] for w in line)
+            if id(line) in turned:
+                rows.append((top, bottom, [line]))
+                continue
             for i, (rt, rb, members) in enumerate(rows):
+                if id(members[0]) in turned:
+                    continue
                 if min(bottom, rb) - max(top, rt) >= 0.5 * min(bottom - top, rb - rt):
                     members.append(line)
                     rows[i] = (min(rt, top), max(rb, bottom), members)
@@ -601,16 +615,18 @@ def read_text(
 
 def _frame_text(readings: list[list[Word]], regions: list[Region]) -> FrameText:
     """Group one frame's words into lines (per region and OCR line), in reading order."""
-    found: list[tuple[list[Word], Box]] = []
+    found: list[tuple[list[Word], Box, bool]] = []
     for words, region in zip(readings, regions, strict=True):
         by_line: dict[int, list[Word]] = {}
         for word in words:
             by_line.setdefault(word.line, []).append(word)
-        found.extend(
-            (sorted(ws, key=lambda w: w.box[0]), region.box) for ws in by_line.values() if ws
-        )
-    found.sort(key=lambda item: (min(w.box[1] for w in item[0]), item[0][0].box[0]))
-    return FrameText([ws for ws, _ in found], [box for _, box in found])
+        for number, ws in by_line.items():
+            # a reading turned by 90 degrees comes in reading order (down or up the image);
+            # an unturned one is ordered left to right
+            turned = region.rotated and number < 2 * ROTATED_LINE_OFFSET
+            found.append((ws if turned else sorted(ws, key=lambda w: w.box[0]), region.box, turned))
+    found.sort(key=lambda item: (min(w.box[1] for w in item[0]), min(w.box[0] for w in item[0])))
+    return FrameText([f[0] for f in found], [f[1] for f in found], [f[2] for f in found])
 
 
 @dataclass(frozen=True)
@@ -641,6 +657,7 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
     short of the ink).
     """
     findings: list[Finding] = []
+    seen: set[tuple[int, Box, str]] = set()  # a box is masked (and recorded) once per frame
     cache: dict[str, Sequence[SpanLike]] = {}
     for index, frame in enumerate(frames):
         if mode == "all_text":
@@ -675,6 +692,9 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     targets = [(ln, ln, rg) for ln, rg in _caption(frame, line, region)]
                 for words, owner, area in targets:
                     box = _stretch(_union([w.box for w in words]), words, owner, area)
+                    if (index, box, span.entity_type) in seen:
+                        continue
+                    seen.add((index, box, span.entity_type))
                     confidence = min(span.confidence, min(w.confidence for w in words))
                     findings.append(
                         Finding(
@@ -830,19 +850,29 @@ def _with_title(group: list[Word], line: list[Word]) -> list[Word]:
 
 
 def _caption(frame: FrameText, line: list[Word], region: Box) -> list[tuple[list[Word], Box]]:
-    """``line`` and the lines that continue it on its row (gaps under 1.5 line heights)."""
+    """``line`` and the lines that continue it on its row (gaps under 1.5 line heights).
+
+    A rotated line (its region taller than wide) continues down or up its column instead.
+    """
+    down = region[3] > 2 * region[2]
+
+    def along(box: Box) -> Box:  # the box with the line's direction as x
+        return (box[1], box[0], box[3], box[2]) if down else box
+
     members = [(line, region)]
     others = [(ln, rg) for ln, rg in zip(frame.lines, frame.regions, strict=True) if ln is not line]
+    r = along(region)
     grown = True
     while grown:
         grown = False
-        x0 = min(rg[0] for _, rg in members)
-        x1 = max(rg[0] + rg[2] for _, rg in members)
+        x0 = min(along(rg)[0] for _, rg in members)
+        x1 = max(along(rg)[0] + along(rg)[2] for _, rg in members)
         for ln, rg in list(others):
-            height = max(region[3], rg[3])
-            overlap = min(region[1] + region[3], rg[1] + rg[3]) - max(region[1], rg[1])
-            gap = max(rg[0] - x1, x0 - (rg[0] + rg[2]))
-            if overlap >= 0.5 * min(region[3], rg[3]) and gap <= 1.5 * height:
+            o = along(rg)
+            height = max(r[3], o[3])
+            overlap = min(r[1] + r[3], o[1] + o[3]) - max(r[1], o[1])
+            gap = max(o[0] - x1, x0 - (o[0] + o[2]))
+            if overlap >= 0.5 * min(r[3], o[3]) and gap <= 1.5 * height:
                 members.append((ln, rg))
                 others.remove((ln, rg))
                 grown = True

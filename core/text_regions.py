@@ -566,13 +566,17 @@ def join_words(regions: list[Region]) -> list[Region]:
     Two regions join when their rows overlap by most of the smaller height,
     their heights are alike, and the gap between them is under 0.8 of a line
     height: large captions have wider letter and word gaps than the fixed
-    dilation bridges.
+    dilation bridges. Lines of small type (up to :data:`SMALL_TEXT` pixels)
+    also join across :data:`SMALL_GAP` line heights: a dash or dot between two
+    pieces may be too faint to be found.
 
     Examples
     --------
     >>> rs = [Region((0, 10, 40, 30)), Region((50, 12, 40, 28)), Region((200, 10, 40, 30))]
     >>> [r.box for r in join_words(rs)]
     [(0, 10, 90, 30), (200, 10, 40, 30)]
+    >>> [r.box for r in join_words([Region((20, 42, 22, 6)), Region((50, 42, 30, 8))])]
+    [(20, 42, 60, 8)]
     """
     lines = sorted((r for r in regions if not r.rotated), key=lambda r: r.box[0])
     joined = [Region(b, False, r.bright) for b, r in _join_boxes(lines)]
@@ -600,6 +604,12 @@ def _transpose(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return (box[1], box[0], box[3], box[2])
 
 
+#: Line height (pixels) up to which pieces of a line join across a gap of
+#: :data:`SMALL_GAP` line heights rather than 0.8.
+SMALL_TEXT = 12
+SMALL_GAP = 1.5
+
+
 def _join_boxes(lines: list[Region]) -> list[tuple[tuple[int, int, int, int], Region]]:
     """Join boxes (sorted by x) that continue one another along a row."""
     joined: list[tuple[tuple[int, int, int, int], Region]] = []
@@ -608,10 +618,14 @@ def _join_boxes(lines: list[Region]) -> list[tuple[tuple[int, int, int, int], Re
         for i, (k, first) in enumerate(joined):
             kx, ky, kw, kh = k
             overlap = min(y + h, ky + kh) - max(y, ky)
+            height = max(h, kh)
+            # small type: a thin glyph between two pieces ("-" in "1969-05-10") can be too faint
+            # to be found, which leaves a gap of about one glyph
+            reach = (SMALL_GAP if height <= SMALL_TEXT else 0.8) * height
             if (
                 overlap >= 0.6 * min(h, kh)
                 and 0.6 <= h / kh <= 1.6
-                and x - (kx + kw) <= 0.8 * max(h, kh)
+                and x - (kx + kw) <= reach
                 and x >= kx
             ):
                 x0, y0 = kx, min(y, ky)

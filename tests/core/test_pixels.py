@@ -537,6 +537,43 @@ def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
     assert [(f.entity_type, f.text) for f in found] == [("DATE", "07/15/2618")]
 
 
+def test_rotated_caption_is_one_line_in_reading_order() -> None:
+    """A caption read turned keeps tesseract's word order (up the image here, not left to
+    right by a pixel of jitter) and is a line of its own, so the institution is found whole
+    and masked with its caption; the other turn's noise and the name beside it stay apart."""
+    from dicomscrub.core.ocr import ROTATED_LINE_OFFSET, Word
+    from dicomscrub.core.pixels import _frame_text, classify
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+    from dicomscrub.core.text_regions import Region
+
+    up = [("Dean", 974, 250, 60), ("Memorial", 973, 160, 80), ("Hospital", 975, 120, 34)]
+    turned = [Word(t, (x, y, 14, h), 0.97, 0) for t, x, y, h in up]
+    noise = [Word("Jeudsoy", (973, 130, 14, 70), 0.4, ROTATED_LINE_OFFSET)]  # the other turn
+    beside = [Word("WEEKS", (900, 200, 40, 12), 0.96, 0), Word("LISA", (945, 200, 30, 12), 0.96, 0)]
+    frame = _frame_text(
+        [turned + noise, beside],
+        [Region((973, 120, 16, 190), rotated=True), Region((900, 200, 75, 12))],
+    )
+    text, _ = frame.text()
+    assert "Dean Memorial Hospital\n" in text
+    assert "WEEKS LISA\n" in text
+    assert "Jeudsoy\n" in text
+    ids = RecordIdentifiers(names=("WEEKS^LISA",), organizations=("Dean Memorial Hospital",))
+    detector = TextDetector(Policy().text).with_identifiers(ids)
+    found = classify([frame], detector, mode="phi")
+    assert {(f.entity_type, f.text) for f in found} == {
+        ("ORG", "Dean Memorial Hospital"),
+        ("PERSON", "WEEKS LISA"),
+    }
+    # the institution's caption is its column (both readings), not the name beside it
+    for box in [f.box for f in found if f.entity_type == "ORG"]:
+        assert box[0] >= 973, box
+        assert box[1] >= 120, box
+        assert box[0] + box[2] <= 989, box
+        assert box[1] + box[3] <= 310, box
+    assert max(f.box[3] for f in found if f.entity_type == "ORG") >= 180  # the whole caption
+
+
 def _busy_spot(frame: NDArray[np.generic]) -> tuple[int, int]:
     """Top-left corner of an 8 x 6 window whose values are not all equal."""
     rows, cols = frame.shape[:2]
