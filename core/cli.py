@@ -252,7 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # dicomscrub's own messages from INFO up; libraries only from WARNING up (the JPEG 2000
+    # encoder, for one, reports every tile it writes at INFO)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     handler: Handler = args.handler
     try:
         return handler(args)
