@@ -381,7 +381,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             f"### Header path ({h['files']} files; {h['rounds']} rounds, tools interleaved, one "
             f"process per tool and round, {h.get('passes', 1)} passes over the files in each "
-            "process (outputs removed and dicomscrub's engine state emptied between passes); "
+            "process (outputs removed, dicomscrub's engine state and dicognito's anonymizer "
+            "renewed between passes); "
             "the fastest pass counts; quality by `dicomscrub eval`)",
             "",
             "| tool | files/s | median per file | set-up | peak RSS | failed | "
