@@ -585,9 +585,9 @@ class _AffixTerms:
     matched: innocent words that end like a name part stay ("evergreen").
 
     An institution or address of three words or more also matches with one
-    word after its first unreadable ("Young Memorial Hogpasall" for "Young
-    Memorial Hospital"), when the words that match hold at least
-    :data:`MIN_PARTIAL_LETTERS` letters.
+    word unreadable ("Young Memorial Hogpasall" for "Young Memorial Hospital",
+    "Memorial Hospital" alone when the first word was lost), when the words
+    that match hold at least :data:`MIN_PARTIAL_LETTERS` letters.
     """
 
     def __init__(self, terms: Iterable[tuple[str, str]], threshold: float) -> None:
@@ -625,20 +625,38 @@ class _AffixTerms:
         return best
 
     def _one_unread(self, runs: list[tuple[int, int, str]], words: list[str]) -> Iterator[Span]:
-        """Long terms whose first word and all but one of the others match."""
+        """Long terms with one word unreadable: one after the first, or the first itself.
+
+        The first word of an institution is what tells it from others; when it is
+        the word OCR lost ("[ead riguez Memorial Hospital", or its glyphs read one
+        by one down a rotated caption), the rest of the term must be there whole.
+        """
         for words_of_term, entity_type in self.long:
-            size = len(words_of_term)
-            for i in range(len(words) - size + 1):
-                if not self._same(words[i], words_of_term[0]):
-                    continue
+            size, tail = len(words_of_term), words_of_term[1:]
+            enough = sum(len(t) for t in tail) >= MIN_PARTIAL_LETTERS
+            for i in range(len(words)):
                 window = words[i : i + size]
-                matched = [
-                    t for w, t in zip(window, words_of_term, strict=True) if self._same(w, t)
-                ]
-                if len(matched) != size - 1:
-                    continue  # all of them: an exact or fuzzy match found elsewhere
-                if sum(len(t) for t in matched) >= MIN_PARTIAL_LETTERS:
-                    yield Span(runs[i][0], runs[i + size - 1][1], entity_type, "denylist", 0.9)
+                if len(window) == size and self._same(window[0], words_of_term[0]):
+                    matched = [
+                        t for w, t in zip(window, words_of_term, strict=True) if self._same(w, t)
+                    ]
+                    # (all of them: an exact or fuzzy match found elsewhere)
+                    if len(matched) == size - 1 and sum(map(len, matched)) >= MIN_PARTIAL_LETTERS:
+                        yield Span(runs[i][0], runs[i + size - 1][1], entity_type, "denylist", 0.9)
+                    continue
+                window = words[i : i + size - 1]
+                if (
+                    enough
+                    and len(window) == size - 1
+                    and all(self._same(w, t) for w, t in zip(window, tail, strict=True))
+                ):
+                    start = i - 1 if i and self._ends(words[i - 1], words_of_term[0]) else i
+                    yield Span(runs[start][0], runs[i + size - 2][1], entity_type, "denylist", 0.85)
+
+    def _ends(self, text_word: str, word: str) -> bool:
+        """Whether ``text_word`` is the end of ``word`` (4+ letters, fuzzily): "riguez"."""
+        size = len(text_word)
+        return 4 <= size < len(word) and ocr_ratio(text_word, word[-size:]) >= self.threshold
 
     def find(self, text: str) -> Iterator[Span]:
         runs = [
