@@ -651,7 +651,9 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
     """Decide what to mask on each frame.
 
     ``all_text``: every line holding at least one real word, as the union of
-    its words and its proposed region. ``phi``: the words each detected span
+    its words and its proposed region, and whatever ``phi`` mode finds besides
+    (the record's name read with too little confidence to count as a word is
+    still masked). ``phi``: the words each detected span
     covers, one box per span and line, stretched to the region's edge when the
     span reaches the first or last word of the line (OCR boxes can be a glyph
     short of the ink).
@@ -668,7 +670,8 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     confidence = max(w.confidence for w in real)
                     text = " ".join(w.text for w in line)
                     findings.append(Finding(index, box, "TEXT", "ocr", round(confidence, 3), text))
-            continue
+            # and what phi mode masks: PHI read with too little confidence to count as text
+            # above (tesseract gives "NGUYEN*SHEILA" 0.0) is still the record's name
         text, offsets = frame.text()
         if detector is None or not text.strip():
             continue
@@ -715,7 +718,24 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     box = _stretch(word.box, [word], line, region)
                     conf = round(float(word.confidence), 3)
                     findings.append(Finding(index, box, "DATE", "ocr", conf, word.text))
+    if mode == "all_text":  # a PHI box inside a masked line is that line's (one record)
+        lines = [f for f in findings if f.entity_type == "TEXT"]
+        findings = [
+            f
+            for f in findings
+            if f.entity_type == "TEXT"
+            or not any(t.frame == f.frame and _inside(f.box, t.box) for t in lines)
+        ]
     return findings
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2]
+        and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
 
 
 #: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font):

@@ -537,6 +537,33 @@ def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
     assert [(f.entity_type, f.text) for f in found] == [("DATE", "07/15/2618")]
 
 
+def test_all_text_mode_masks_what_phi_mode_masks() -> None:
+    """all_text masks every line read as text, and also the record's name read with too
+    little confidence to count as text (tesseract gave "NGUYEN*SHEILA" 0.0); a name on a
+    line masked anyway is recorded once, as that line."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+
+    lines = [
+        [Word("NGUYEN*SHEILA", (8, 8, 113, 10), 0.0)],
+        [Word("SHEILA", (8, 40, 50, 10), 0.9), Word("5.0mm", (70, 40, 40, 10), 0.9)],
+        [Word("MI", (8, 80, 16, 10), 0.9), Word("1.4", (30, 80, 20, 10), 0.9)],
+    ]
+    frame = FrameText(lines, [(8, 8, 113, 10), (8, 40, 102, 10), (8, 80, 42, 10)])
+    detector = TextDetector(Policy().text).with_identifiers(
+        RecordIdentifiers(names=("NGUYEN^SHEILA",))
+    )
+    phi = classify([frame], detector, mode="phi")
+    assert sorted(f.box[1] for f in phi) == [8, 40]
+    found = classify([frame], detector, mode="all_text")
+    assert sorted((f.box[1], f.entity_type) for f in found) == [
+        (8, "PERSON"),  # not a "real" word, but the record's name
+        (40, "TEXT"),
+        (80, "TEXT"),
+    ]
+
+
 def test_rotated_caption_is_one_line_in_reading_order() -> None:
     """A caption read turned keeps tesseract's word order (up the image here, not left to
     right by a pixel of jitter) and is a line of its own, so the institution is found whole
