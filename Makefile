@@ -80,7 +80,7 @@ $(BENCH_VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 # Quality of dicomscrub on the default synthetic corpus (seed 0, 3 patients, 14 files).
 quality: install
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(TOOLS) build demo bench-out

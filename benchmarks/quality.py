@@ -8,6 +8,11 @@ benchmark secret; the numbers do not depend on it), scores the output with
 
 Options: ``--seed N``, ``--patients N``, ``--out DIR`` (default
 ``bench-out/quality``), ``--policy NAME_OR_YAML``, ``--json``.
+
+``--seeds A-B`` (or ``A,B,C``) sweeps many corpora instead, one engine for all
+of them: the table then sums every metric over the seeds, and every leak and
+problem is listed with its seed. One seed's corpus places text one way; a sweep
+finds what only some layouts, names and OCR readings bring out.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 README_METRICS = (
     ("header_phi_recall", "Header PHI recall (planted values absent from the output)"),
@@ -38,6 +44,7 @@ README_METRICS = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="a sweep: A-B or A,B,C")
     parser.add_argument("--patients", type=int, default=3)
     parser.add_argument("--out", default="bench-out/quality")
     parser.add_argument("--policy", default=None)
@@ -45,41 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
-    from dicomscrub.core.evaluate import evaluate
     from dicomscrub.core.pipeline import Engine
-    from dicomscrub.core.samples import generate_corpus
 
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    corpus, redacted = out / "corpus", out / "redacted"
-    summary = generate_corpus(corpus, seed=args.seed, patients=args.patients)
-    print(summary, file=sys.stderr)
     engine = Engine(args.policy, secret="quality-benchmark-secret")
-    key = json.loads((corpus / "answer_key.json").read_text())
-    started = time.perf_counter()
-    failed = []
-    for f in key["files"]:
-        target = redacted / f["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        result = engine.process_file(str(corpus / "dicom" / f["path"]), str(target))
-        if result.status != "ok":
-            failed.append(f"{f['path']}: {result.error_code}")
-    seconds = time.perf_counter() - started
-    report = evaluate(corpus, redacted)
+    if args.seeds is not None:
+        return _sweep(engine, _seed_list(args.seeds), args.patients, Path(args.out))
+    report, failed, files, seconds = _run_seed(engine, args.seed, args.patients, Path(args.out))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0
-    files = len(key["files"])
     print(
         f"dicomscrub {engine.policy.name} policy on the synthetic corpus "
         f"(`dicomscrub samples generate --seed {args.seed} --patients {args.patients}`: "
         f"{files} files), scored by `dicomscrub eval`; {seconds:.0f} s on this machine.\n"
     )
-    print("| metric | result |\n|---|---|")
-    for name, label in README_METRICS:
-        m = report.metrics[name]
-        rate = "n/a" if m.rate is None else f"{100 * m.rate:.1f}%"
-        print(f"| {label} | {rate} ({m.passed}/{m.total}) |")
+    _table({name: (m.passed, m.total) for name, m in report.metrics.items()})
     o = report.outside_pixels
     print(f"| Pixels outside text unchanged | {100 * (o.rate or 0):.4f}% |")
     print("\nBurned-in PHI recall by file kind: " + ", ".join(
@@ -92,6 +79,78 @@ def main(argv: list[str] | None = None) -> int:
     if report.problems:
         print("\nProblems: " + "; ".join(f"{p['file']}: {p['problem']}" for p in report.problems))
     return 0
+
+
+def _run_seed(
+    engine: Any, seed: int, patients: int, out: Path
+) -> tuple[Any, list[str], int, float]:
+    """Generate one corpus, de-identify it, score it: (report, failed files, files, seconds)."""
+    from dicomscrub.core.evaluate import evaluate
+    from dicomscrub.core.samples import generate_corpus
+
+    shutil.rmtree(out, ignore_errors=True)
+    corpus, redacted = out / "corpus", out / "redacted"
+    summary = generate_corpus(corpus, seed=seed, patients=patients)
+    print(summary, file=sys.stderr)
+    key = json.loads((corpus / "answer_key.json").read_text())
+    started = time.perf_counter()
+    failed = []
+    for f in key["files"]:
+        target = redacted / f["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = engine.process_file(str(corpus / "dicom" / f["path"]), str(target))
+        if result.status != "ok":
+            failed.append(f"{f['path']}: {result.error_code}")
+    seconds = time.perf_counter() - started
+    return evaluate(corpus, redacted), failed, len(key["files"]), seconds
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"0-3"`` -> [0, 1, 2, 3]; ``"1,5,9"`` -> [1, 5, 9]."""
+    if "-" in text:
+        first, last = (int(v) for v in text.split("-", 1))
+        return list(range(first, last + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
+    """Run every seed; print the summed metrics, then each seed's leaks and problems."""
+    totals: dict[str, list[int]] = {}
+    notes: list[str] = []
+    files = 0
+    started = time.perf_counter()
+    for seed in seeds:
+        report, failed, count, _ = _run_seed(engine, seed, patients, out / f"seed-{seed}")
+        files += count
+        for name, m in report.metrics.items():
+            total = totals.setdefault(name, [0, 0])
+            total[0] += m.passed
+            total[1] += m.total
+        notes += [f"seed {seed}: failed {f}" for f in failed]
+        notes += [
+            f"seed {seed}: leak {leak['file']} {leak['where']} {leak['type']} at {leak['path']}"
+            for leak in report.leaks
+        ]
+        notes += [f"seed {seed}: {p['file']}: {p['problem']}" for p in report.problems]
+        shutil.rmtree(out / f"seed-{seed}", ignore_errors=True)
+    seconds = time.perf_counter() - started
+    print(
+        f"dicomscrub {engine.policy.name} policy on {len(seeds)} synthetic corpora "
+        f"(`dicomscrub samples generate --seed S --patients {patients}` for S in "
+        f"{seeds[0]}..{seeds[-1]}: {files} files), scored by `dicomscrub eval`; "
+        f"{seconds:.0f} s on this machine.\n"
+    )
+    _table({name: (t[0], t[1]) for name, t in totals.items()})
+    print("\n" + ("\n".join(notes) if notes else "No leaks, failures or problems."))
+    return 0
+
+
+def _table(counts: dict[str, tuple[int, int]]) -> None:
+    print("| metric | result |\n|---|---|")
+    for name, label in README_METRICS:
+        passed, total = counts.get(name, (0, 0))
+        rate = f"{100 * passed / total:.1f}%" if total else "n/a"
+        print(f"| {label} | {rate} ({passed}/{total}) |")
 
 
 if __name__ == "__main__":
