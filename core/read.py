@@ -313,7 +313,7 @@ def dataset_codec(ds: Dataset, inherited: str | None) -> str | None:
 
 
 def decode_text(value: bytes, vr: str, codec: str | None) -> list[str] | None:
-    """The values of a string element's raw bytes as text, or None when pydicom must decode.
+    r"""The values of a string element's raw bytes as text, or None when pydicom must decode.
 
     None for non-string VRs, code extensions (``codec`` None) and person names with
     escape sequences.
