@@ -55,7 +55,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from .errors import DeidError, ErrorCode
+from .errors import DeidError, ErrorCode, is_library_failure
 
 #: Source transfer syntaxes whose decoded values already differ from the original acquisition.
 LOSSY = {
@@ -161,14 +161,17 @@ def encode_pixels(
         try:
             _encode_changed_frames(ds, frames, changed, target)
             return target
-        except Exception:  # fall back to encoding every frame
-            pass
+        except BaseException as exc:  # fall back to encoding every frame
+            if not is_library_failure(exc):
+                raise
     if target.is_compressed:
         try:
             array = frames[0] if frames.shape[0] == 1 else frames
             ds.compress(target, array, generate_instance_uid=False)
             return target
-        except Exception:  # the encoder refused this data: fall back to uncompressed
+        except BaseException as exc:  # the encoder refused this data: fall back to uncompressed
+            if not is_library_failure(exc):
+                raise
             target = ExplicitVRLittleEndian
     try:
         _store_native(ds, frames)

@@ -67,3 +67,17 @@ class ConfigurationError(ValueError):
 
     Raised before any file is touched; the message says what to do.
     """
+
+
+def is_library_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, raised inside a library on one file's data, fails just that file.
+
+    Any :class:`Exception`, and the panic of an extension written in Rust: pyo3's
+    ``PanicException`` (raised by the RLE codec on some malformed data) derives from
+    :class:`BaseException` so that ``except Exception`` does not swallow it. Interrupts
+    and exits are not failures of a file.
+
+    >>> is_library_failure(ValueError()), is_library_failure(KeyboardInterrupt())
+    (True, False)
+    """
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"

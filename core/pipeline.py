@@ -48,6 +48,7 @@ from typing import Any
 from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
@@ -61,7 +62,7 @@ from pydicom.uid import (
 )
 
 from . import __version__
-from .errors import ConfigurationError, DeidError, ErrorCode
+from .errors import ConfigurationError, DeidError, ErrorCode, is_library_failure
 from .header import HeaderOutcome, HeaderStep
 from .policy import Policy
 from .profile import ProfileTable
@@ -502,8 +503,10 @@ class Engine:
         except DeidError as exc:
             _fail(result, exc.code, exc.message)
             out = None
-        except Exception as exc:
-            _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        except BaseException as exc:
+            if not is_library_failure(exc):
+                raise
+            _fail(result, *_unexpected(exc))
             log.debug("internal error", exc_info=self.policy.debug_log_phi)
             out = None
         result.source_sha256 = digest.hexdigest()
@@ -558,8 +561,10 @@ class Engine:
             result.output = target
         except DeidError as exc:
             _fail(result, exc.code, exc.message)
-        except Exception as exc:
-            _fail(result, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        except BaseException as exc:
+            if not is_library_failure(exc):
+                raise
+            _fail(result, *_unexpected(exc))
         result.source_sha256 = digest.hexdigest()
         result.timings["total"] = time.perf_counter() - started
         return result
@@ -634,6 +639,18 @@ def _fail(result: FileResult, code: ErrorCode, message: str) -> None:
     result.output = None
     result.entities = []
     result.uids = {}
+
+
+def _unexpected(exc: BaseException) -> tuple[ErrorCode, str]:
+    """Error code and message for an exception no step turned into a ``DeidError``.
+
+    pydicom's complaint about a value whose length does not fit its VR, raised when
+    a value is first used, is the input's fault (``invalid_value``); anything else is
+    ours (``internal_error``). The message names the exception's type only.
+    """
+    if isinstance(exc, BytesLengthException):
+        return ErrorCode.INVALID_VALUE, "an element's length does not fit its value representation"
+    return ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}"
 
 
 def _frames(ds: Dataset) -> int:

@@ -50,7 +50,7 @@ from pydicom.uid import UID
 from scipy import ndimage
 
 from .encode import encode_pixels
-from .errors import DeidError, ErrorCode
+from .errors import DeidError, ErrorCode, is_library_failure
 from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
@@ -199,7 +199,9 @@ def decode(ds: Dataset) -> Decoded:
     try:
         options: Any = {"as_rgb": False}  # keep the stored colour space
         array, info = decoder.as_array(ds, **options)
-    except Exception as exc:
+    except BaseException as exc:
+        if not is_library_failure(exc):
+            raise
         raise DeidError(
             ErrorCode.DECODE_FAILED, f"cannot decode {ts.name} ({type(exc).__name__})"
         ) from None
@@ -1146,7 +1148,13 @@ def redact_pixels(
     frames = decoded.frames
     count = frames.shape[0]
 
-    views = ocr_views(ds, decoded)
+    try:
+        views = ocr_views(ds, decoded)
+    except Exception as exc:  # a palette, LUT or window the decoded values do not fit
+        raise DeidError(
+            ErrorCode.DECODE_FAILED,
+            f"cannot turn the pixels into grey levels for OCR ({type(exc).__name__})",
+        ) from None
     texts = read_text(views, backend, rotated=settings.read_rotated)
     found = [trim_to_ink(views[f.frame], f) for f in classify(texts, detector, mode=settings.mode)]
     findings = spread_findings(views, found)

@@ -38,9 +38,10 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
+from pydicom.valuerep import VR
 
 from .errors import DeidError, ErrorCode
 
@@ -97,6 +98,10 @@ def read_dataset(
         ) from None
     except InvalidDicomError:
         raise DeidError(ErrorCode.NOT_DICOM, "pydicom does not recognise the file") from None
+    except BytesLengthException:
+        raise DeidError(
+            ErrorCode.INVALID_VALUE, "an element's length does not fit its value representation"
+        ) from None
     except (EOFError, OSError, struct.error, ValueError, KeyError, IndexError) as exc:
         raise DeidError(
             ErrorCode.TRUNCATED,
@@ -108,6 +113,7 @@ def read_dataset(
     _check_transfer_syntax(ds)
     if len(ds) == 0:
         raise DeidError(ErrorCode.TRUNCATED, "no data elements after the file meta information")
+    _check_vrs(ds)
     if not _is_deflated(ds):  # offsets of a deflated dataset refer to the inflated stream
         _check_lengths(ds, data)
     if not parse_sequences:
@@ -175,6 +181,25 @@ def _is_deflated(ds: FileDataset) -> bool:
     meta = getattr(ds, "file_meta", None)
     uid = str(getattr(meta, "TransferSyntaxUID", "") or "")
     return uid in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+_KNOWN_VRS = frozenset(str(vr) for vr in VR)
+
+
+def _check_vrs(ds: FileDataset) -> None:
+    """Raise INVALID_VALUE for a top-level element whose explicit VR is no DICOM VR.
+
+    pydicom reads such an element and fails only when its value is first used
+    (deep in the header or pixel step); sequence items are checked when parsed.
+    """
+    for raw in ds._dict.values():
+        vr = getattr(raw, "VR", None)
+        if vr is not None and vr not in _KNOWN_VRS:
+            raise DeidError(
+                ErrorCode.INVALID_VALUE,
+                f"element ({raw.tag >> 16:04X},{raw.tag & 0xFFFF:04X}) has an unknown value "
+                "representation",
+            )
 
 
 def _check_lengths(ds: FileDataset, data: bytes) -> None:

@@ -202,3 +202,45 @@ def test_source_digest_of_large_inputs_is_computed_beside_the_work(tmp_path: Pat
     assert failed.status == "failed"
     assert failed.source_sha256 == hashlib.sha256(data).hexdigest()
     assert engine.process_bytes(data)[1].source_sha256 == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------- damaged inputs found by fuzzing the corpus
+
+
+def _damaged(name: str, old: bytes, new: bytes) -> bytes:
+    data = pydicom_test_file(name).read_bytes()
+    assert data.count(old) == 1, old
+    return data.replace(old, new)
+
+
+def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
+    """Corruptions a fuzzer (random bytes flipped, cut, inserted in corpus and shared files)
+    turned into ``internal_error`` or an exception escaping the engine: each now fails that
+    file alone with the code of what is wrong with it."""
+    engine = Engine(None, secret=SECRET)
+    # a file meta value whose length does not fit its VR (UL of 5 bytes): pydicom raised
+    # BytesLengthException, not a ValueError
+    meta = _damaged(
+        "CT_small.dcm",
+        b"\x02\x00\x00\x00UL\x04\x00\xc0\x00\x00\x00",
+        b"\x02\x00\x00\x00UL\x05\x00\xc0\x00\x00\x00\x00",
+    )
+    # an explicit VR that is no DICOM VR ("C}"): pydicom failed when the value was first used
+    vr = _damaged("CT_small.dcm", b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00C}")
+    # RLE data the Rust decoder panics on (pyo3's PanicException is no Exception)
+    rle = bytearray(pydicom_test_file("MR_small_RLE.dcm").read_bytes())
+    rle[rle.rfind(b"\xe0\x7f\x10\x00") + 12 + 28] = 0
+    # a palette whose descriptor asks for 99-bit entries
+    ds = pydicom.dcmread(pydicom_test_file("OBXXXX1A.dcm"))
+    ds.RedPaletteColorLookupTableDescriptor = [256, 0, 99]
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    for data, code in (
+        (meta, "invalid_value"),
+        (vr, "invalid_value"),
+        (bytes(rle), "decode_failed"),
+        (buffer.getvalue(), "decode_failed"),
+    ):
+        out, result = engine.process_bytes(data)
+        assert out is None
+        assert result.error_code == code, result.error_message
