@@ -102,6 +102,11 @@ def read_dataset(
         raise DeidError(
             ErrorCode.INVALID_VALUE, "an element's length does not fit its value representation"
         ) from None
+    except NotImplementedError:  # pydicom's "Unknown Value Representation" (in the file meta)
+        raise DeidError(
+            ErrorCode.INVALID_VALUE,
+            "an element has an unknown value representation",
+        ) from None
     except (EOFError, OSError, struct.error, ValueError, KeyError, IndexError) as exc:
         raise DeidError(
             ErrorCode.TRUNCATED,

@@ -227,6 +227,8 @@ def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
     )
     # an explicit VR that is no DICOM VR ("C}"): pydicom failed when the value was first used
     vr = _damaged("CT_small.dcm", b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00C}")
+    # the same in the file meta (TransferSyntaxUID's "UI")
+    meta_vr = _damaged("CT_small.dcm", b"\x02\x00\x10\x00UI", b"\x02\x00\x10\x00U\x8d")
     # RLE data the Rust decoder panics on (pyo3's PanicException is no Exception)
     rle = bytearray(pydicom_test_file("MR_small_RLE.dcm").read_bytes())
     rle[rle.rfind(b"\xe0\x7f\x10\x00") + 12 + 28] = 0
@@ -238,6 +240,7 @@ def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
     for data, code in (
         (meta, "invalid_value"),
         (vr, "invalid_value"),
+        (meta_vr, "invalid_value"),
         (bytes(rle), "decode_failed"),
         (buffer.getvalue(), "decode_failed"),
     ):
