@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from functools import cache
 from typing import Any
 
@@ -101,6 +102,10 @@ def read_dataset(
     except BytesLengthException:
         raise DeidError(
             ErrorCode.INVALID_VALUE, "an element's length does not fit its value representation"
+        ) from None
+    except zlib.error:
+        raise DeidError(
+            ErrorCode.TRUNCATED, "the deflated dataset cannot be inflated (damaged or cut short)"
         ) from None
     except NotImplementedError:  # pydicom's "Unknown Value Representation" (in the file meta)
         raise DeidError(

@@ -18,7 +18,15 @@ import pytest
 from dicomscrub.core.pipeline import Engine
 from support import pydicom_test_file
 
-FILES = ("CT_small.dcm", "MR_small_RLE.dcm", "rtplan.dcm", "OBXXXX1A.dcm", "SC_rgb_rle.dcm")
+FILES = (
+    "CT_small.dcm",
+    "MR_small_RLE.dcm",
+    "rtplan.dcm",
+    "OBXXXX1A.dcm",
+    "SC_rgb_rle.dcm",
+    "image_dfl.dcm",
+    "JPEG2000.dcm",
+)
 
 
 def damage(data: bytes, rng: random.Random) -> bytes:

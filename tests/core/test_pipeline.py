@@ -232,6 +232,9 @@ def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
     # RLE data the Rust decoder panics on (pyo3's PanicException is no Exception)
     rle = bytearray(pydicom_test_file("MR_small_RLE.dcm").read_bytes())
     rle[rle.rfind(b"\xe0\x7f\x10\x00") + 12 + 28] = 0
+    # a deflated dataset whose stream is damaged (zlib.error)
+    deflated = bytearray(pydicom_test_file("image_dfl.dcm").read_bytes())
+    deflated[400] ^= 0xFF
     # a palette whose descriptor asks for 99-bit entries
     ds = pydicom.dcmread(pydicom_test_file("OBXXXX1A.dcm"))
     ds.RedPaletteColorLookupTableDescriptor = [256, 0, 99]
@@ -242,6 +245,7 @@ def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
         (vr, "invalid_value"),
         (meta_vr, "invalid_value"),
         (bytes(rle), "decode_failed"),
+        (bytes(deflated), "truncated"),
         (buffer.getvalue(), "decode_failed"),
     ):
         out, result = engine.process_bytes(data)
