@@ -60,6 +60,7 @@ from .text_regions import (
     frame_change,
     pool_factor,
     propose_text_regions,
+    transpose,
 )
 
 PIXEL_TAG = "(7FE0,0010)"
@@ -876,11 +877,7 @@ def _caption(frame: FrameText, line: list[Word], region: Box) -> list[tuple[list
 
     A rotated line (its region taller than wide) continues down or up its column instead.
     """
-    down = region[3] > 2 * region[2]
-
-    def along(box: Box) -> Box:  # the box with the line's direction as x
-        return (box[1], box[0], box[3], box[2]) if down else box
-
+    along = transpose if _runs_down(region) else lambda box: box  # the line's direction as x
     members = [(line, region)]
     others = [(ln, rg) for ln, rg in zip(frame.lines, frame.regions, strict=True) if ln is not line]
     r = along(region)
@@ -901,6 +898,11 @@ def _caption(frame: FrameText, line: list[Word], region: Box) -> list[tuple[list
     return members
 
 
+def _runs_down(region: Box) -> bool:
+    """Whether a line's region is a rotated line, running down the image (taller than wide)."""
+    return region[3] > 2 * region[2]
+
+
 def _plausible_words(words: Sequence[Word]) -> bool:
     """Words read confidently enough, with letters, for an NER-only span to be believed."""
     letters = sum(c.isalpha() for w in words for c in w.text)
@@ -917,7 +919,7 @@ def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
     x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
     rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
     first, last = group[0] is line[0], group[-1] is line[-1]
-    if region[3] > 2 * region[2]:  # a rotated line runs down the image
+    if _runs_down(region):
         reach = max(4, box[2])
         if first or last:
             y0, y1 = max(ry0, y0 - reach), min(ry1, y1 + reach)

@@ -593,14 +593,15 @@ def join_columns(regions: list[Region]) -> list[Region]:
     >>> [r.box for r in join_columns(rs)]
     [(10, 0, 16, 178)]
     """
-    flipped = [Region(_transpose(r.box), r.rotated, r.bright) for r in regions if r.rotated]
+    flipped = [Region(transpose(r.box), r.rotated, r.bright) for r in regions if r.rotated]
     flipped.sort(key=lambda r: r.box[0])
-    joined = [Region(_transpose(b), True, r.bright) for b, r in _join_boxes(flipped)]
+    joined = [Region(transpose(b), True, r.bright) for b, r in _join_boxes(flipped)]
     joined.extend(r for r in regions if not r.rotated)
     return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
 
 
-def _transpose(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def transpose(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The box with x and y swapped (a vertical line as a horizontal one)."""
     return (box[1], box[0], box[3], box[2])
 
 
