@@ -607,7 +607,7 @@ class _AffixTerms:
                 self.long.append((words, entity_type))
 
     def __bool__(self) -> bool:
-        return bool(self.by_second or self.by_first)
+        return bool(self.by_second or self.by_first or self.long)
 
     def _same(self, text_word: str, word: str) -> bool:
         return text_word == word or (
