@@ -74,6 +74,8 @@ _SHORT = frozenset(
         b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
     }
 )  # fmt: skip
+#: An explicit VR's two bytes: (VR, whether it has the 4-byte length form).
+_EXPLICIT = {code: (code.decode(), code in _LONG) for code in _LONG | _SHORT}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
@@ -209,16 +211,17 @@ class _Walker:
         tag = group << 16 | element
         if group == 0xFFFE or implicit:
             return tag, "" if group == 0xFFFE else element_vr(tag, None), length, pos + 8
-        code = self.data[pos + 4 : pos + 6]
-        if code == b"UN" and (self.any_un or element_vr(tag, "UN") == "SQ"):
-            raise _UsePydicomError  # pydicom decodes UN with the dictionary's VR (even as SQ)
-        if code in _LONG:
-            (length,) = self._long.unpack_from(self.data, pos + 8)
-            return tag, element_vr(tag, code.decode()), length, pos + 12
-        if code in _SHORT:
-            (length,) = self._short.unpack_from(self.data, pos + 6)
-            return tag, element_vr(tag, code.decode()), length, pos + 8
-        raise _UsePydicomError  # not a VR pydicom writes: let pydicom judge it
+        known = _EXPLICIT.get(self.data[pos + 4 : pos + 6])
+        if known is None:
+            raise _UsePydicomError  # not a VR pydicom writes: let pydicom judge it
+        vr, long = known
+        if vr == "UN":
+            if self.any_un or element_vr(tag, "UN") == "SQ":
+                raise _UsePydicomError  # pydicom decodes UN with the dictionary's VR (even as SQ)
+            vr = element_vr(tag, "UN")
+        if long:
+            return tag, vr, self._long.unpack_from(self.data, pos + 8)[0], pos + 12
+        return tag, vr, self._short.unpack_from(self.data, pos + 6)[0], pos + 8
 
     def _byte_order(self, prefix: str) -> None:
         self._tag_length = struct.Struct(prefix + "HHL")  # tag, and an item's or implicit length
