@@ -38,6 +38,7 @@ too_many_pixels
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -650,7 +651,13 @@ def _is_text(word: Word) -> bool:
     return alnum >= 1 and (word.confidence >= 0.5 or (alnum >= 2 and word.confidence >= 0.3))
 
 
-def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: str) -> list[Finding]:
+def classify(
+    frames: list[FrameText],
+    detector: TextDetector | None,
+    *,
+    mode: str,
+    views: NDArray[np.uint8] | None = None,
+) -> list[Finding]:
     """Decide what to mask on each frame.
 
     ``all_text``: every line holding at least one real word, as the union of
@@ -659,17 +666,21 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
     still masked). ``phi``: the words each detected span
     covers, one box per span and line, stretched to the region's edge when the
     span reaches the first or last word of the line (OCR boxes can be a glyph
-    short of the ink).
+    short of the ink). With the frames' OCR ``views``, a box that ends its line
+    also takes in glyph ink that continues the line past the proposed region
+    (:func:`ink_beyond`: the last "T" of "SCOTT" that the proposal left out).
     """
     findings: list[Finding] = []
     seen: set[tuple[int, Box, str]] = set()  # a box is masked (and recorded) once per frame
     cache: dict[str, Sequence[SpanLike]] = {}
     for index, frame in enumerate(frames):
+        view = views[index] if views is not None else None
         if mode == "all_text":
             for line, region in zip(frame.lines, frame.regions, strict=True):
                 real = [w for w in line if _is_text(w)]
                 if real:
                     box = _union([region, *(w.box for w in line)])
+                    box = _stretch(box, line, line, region, view)
                     confidence = max(w.confidence for w in real)
                     text = " ".join(w.text for w in line)
                     findings.append(Finding(index, box, "TEXT", "ocr", round(confidence, 3), text))
@@ -697,7 +708,7 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
                     # pieces of it read as neighbouring lines on the same row.
                     targets = [(ln, ln, rg) for ln, rg in _caption(frame, line, region)]
                 for words, owner, area in targets:
-                    box = _stretch(_union([w.box for w in words]), words, owner, area)
+                    box = _stretch(_union([w.box for w in words]), words, owner, area, view)
                     if (index, box, span.entity_type) in seen:
                         continue
                     seen.add((index, box, span.entity_type))
@@ -718,7 +729,7 @@ def classify(frames: list[FrameText], detector: TextDetector | None, *, mode: st
         for line, region in zip(frame.lines, frame.regions, strict=True):
             for word in line:
                 if id(word) not in covered and _DATE_SHAPE.fullmatch(word.text):
-                    box = _stretch(word.box, [word], line, region)
+                    box = _stretch(word.box, [word], line, region, view)
                     conf = round(float(word.confidence), 3)
                     findings.append(Finding(index, box, "DATE", "ocr", conf, word.text))
     if mode == "all_text":  # a PHI box inside a masked line is that line's (one record)
@@ -787,8 +798,21 @@ def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[F
 def _ink(view: NDArray[np.uint8], box: Box) -> tuple[NDArray[np.bool_], bool] | None:
     """The glyph pixels of ``box`` (beyond the midpoint of background and extreme), and
     whether they are brighter than the background; ``None`` when the box holds no contrast."""
+    level = _ink_level(view, box)
+    if level is None:
+        return None
+    threshold, bright = level
     x, y, w, h = box
-    crop = view[y : y + h, x : x + w].astype(np.int16)
+    crop = view[y : y + h, x : x + w]
+    ink = crop > threshold if bright else crop < threshold
+    return (ink, bright) if np.count_nonzero(ink) >= 4 else None
+
+
+def _ink_level(view: NDArray[np.uint8], box: Box, share: float = 0.5) -> tuple[int, bool] | None:
+    """The grey level ``share`` of the way from ``box``'s background (median) to its extreme,
+    and whether the glyphs are the bright side; ``None`` when the box holds no contrast."""
+    x, y, w, h = box
+    crop = view[max(0, y) : y + h, max(0, x) : x + w]
     if crop.size == 0:
         return None
     background = int(np.median(crop))
@@ -797,9 +821,7 @@ def _ink(view: NDArray[np.uint8], box: Box) -> tuple[NDArray[np.bool_], bool] | 
     extreme = high if bright else low
     if abs(extreme - background) < 12:
         return None
-    threshold = (background + extreme) // 2
-    ink = crop > threshold if bright else crop < threshold
-    return (ink, bright) if np.count_nonzero(ink) >= 4 else None
+    return background + math.floor(share * (extreme - background)), bright
 
 
 def _shows(view: NDArray[np.uint8], box: Box, ink: tuple[NDArray[np.bool_], bool]) -> bool:
@@ -910,11 +932,19 @@ def _plausible_words(words: Sequence[Word]) -> bool:
     return letters >= 2 and confidence >= MIN_NER_OCR_CONFIDENCE
 
 
-def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
+def _stretch(
+    box: Box,
+    group: list[Word],
+    line: list[Word],
+    region: Box,
+    view: NDArray[np.uint8] | None = None,
+) -> Box:
     """Stretch a span's box toward the region edge where the span starts or ends the line.
 
     At most about one glyph (a line height), horizontally only: the region can
-    also hold an anatomy edge that touches the caption.
+    also hold an anatomy edge that touches the caption. With the ``view``, an
+    end of the line then also grows over the glyph ink that continues it past
+    the region (:func:`ink_beyond`).
     """
     x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
     rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
@@ -923,13 +953,79 @@ def _stretch(box: Box, group: list[Word], line: list[Word], region: Box) -> Box:
         reach = max(4, box[2])
         if first or last:
             y0, y1 = max(ry0, y0 - reach), min(ry1, y1 + reach)
-        return (x0, min(y0, box[1]), x1 - x0, max(y1, box[1] + box[3]) - min(y0, box[1]))
+        y0, y1 = min(y0, box[1]), max(y1, box[1] + box[3])
+        if view is not None and (first or last):  # either way: the reading may run upwards
+            across = transpose((x0, y0, x1 - x0, y1 - y0))
+            y0 -= ink_beyond(view.T, across, forward=False)
+            y1 += ink_beyond(view.T, across, forward=True)
+        return (x0, y0, x1 - x0, y1 - y0)
     reach = max(4, box[3])
     if first:
         x0 = min(x0, max(rx0, x0 - reach))
     if last:
         x1 = max(x1, min(rx1, x1 + reach))
+    if view is not None:
+        grown = (x0, y0, x1 - x0, y1 - y0)
+        if first:
+            x0 -= ink_beyond(view, grown, forward=False)
+        if last:
+            x1 += ink_beyond(view, grown, forward=True)
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def ink_beyond(view: NDArray[np.uint8], box: Box, *, forward: bool) -> int:
+    """How many columns of glyph ink continue ``box``'s line past its right (or left) end.
+
+    The region proposal can stop a glyph short of a line's end: the row
+    top-hat drops the joined bars of "TT", and the last stem stands too far
+    from the rest. Ink is what lies three quarters of the way from the box's
+    background to its glyphs' extreme (a dimmer anatomy edge that the caption
+    overlaps is not ink). A column counts when it has ink within the line's rows
+    (a quarter of the line height of slack for descenders); ink further above
+    or below (an anatomy edge running past the caption) stops the growth, as
+    do more than a third of a line height of empty columns, and it never goes
+    further than 1.5 line heights.
+
+    Examples
+    --------
+    >>> v = np.zeros((30, 60), np.uint8)
+    >>> v[10:20, 5:25:3] = 255; v[10:12, 29:40] = 255; v[10:20, 34] = 255  # a line, a cut-off "T"
+    >>> ink_beyond(v, (5, 10, 22, 10), forward=True)
+    13
+    >>> v[:, 29:40] = 180  # an anatomy edge instead: taller than the line
+    >>> ink_beyond(v, (5, 10, 22, 10), forward=True)
+    0
+    """
+    x, y, w, h = box
+    level = _ink_level(view, box, 0.75)
+    if level is None or h < 2:
+        return 0
+    threshold, bright = level
+    rows, cols = view.shape
+    slack = max(1, h // 4)
+    top, bottom = max(0, y - 2 * slack), min(rows, y + h + 2 * slack)
+    limit = int(1.5 * h)
+    lo, hi = (x + w, min(cols, x + w + limit)) if forward else (max(0, x - limit), x)
+    if hi <= lo:
+        return 0
+    strip = view[top:bottom, lo:hi].astype(np.int16)
+    ink: NDArray[np.bool_] = np.asarray(strip > threshold if bright else strip < threshold)
+    inner_top, inner_bottom = max(0, y - slack - top), min(bottom, y + h + slack) - top
+    inside = set(np.flatnonzero(ink[inner_top:inner_bottom].any(axis=0)).tolist())
+    outside = set(np.flatnonzero(ink[:inner_top].any(axis=0)).tolist())
+    outside.update(np.flatnonzero(ink[inner_bottom:].any(axis=0)).tolist())
+    order = range(hi - lo) if forward else range(hi - lo - 1, -1, -1)
+    reached, empty, max_gap = 0, 0, max(2, h // 3)
+    for step, column in enumerate(order, start=1):
+        if column in outside:
+            break
+        if column in inside:
+            reached, empty = step, 0
+        else:
+            empty += 1
+            if empty > max_gap:
+                break
+    return reached
 
 
 def _union(boxes: Sequence[Box]) -> Box:
@@ -1083,7 +1179,7 @@ def clean_overlays(
         planes = plane[np.newaxis] if plane.ndim == 2 else plane
         views = np.asarray(planes * 255, dtype=np.uint8)
         frames = read_text(views, backend, rotated=rotated)
-        found = classify(frames, detector, mode=mode)
+        found = classify(frames, detector, mode=mode, views=views)
         changed = False
         for f in found:
             box = pad_box(f.box, padding, planes.shape[1:])
@@ -1158,7 +1254,10 @@ def redact_pixels(
             f"cannot turn the pixels into grey levels for OCR ({type(exc).__name__})",
         ) from None
     texts = read_text(views, backend, rotated=settings.read_rotated)
-    found = [trim_to_ink(views[f.frame], f) for f in classify(texts, detector, mode=settings.mode)]
+    found = [
+        trim_to_ink(views[f.frame], f)
+        for f in classify(texts, detector, mode=settings.mode, views=views)
+    ]
     findings = spread_findings(views, found)
     for box in matching_regions(ds, settings.regions):
         for index in range(count):

@@ -672,3 +672,33 @@ def test_undecodable_jpeg_fails_closed() -> None:
         redact_pixels(ds, detector=None, policy=ALL_TEXT, hmac=_hmac, backend=get_backend())
     assert info.value.code == ErrorCode.DECODE_FAILED
     assert ds.PixelData == raw
+
+
+@pytest.mark.parametrize("name", ["CANTU SCOTT", "BARRETT FELICIA"])
+def test_last_glyph_the_proposal_misses_is_masked(name: str, backend: OcrBackend) -> None:
+    """The row top-hat drops the joined bars of "TT" and the last stem stood too far from the
+    rest: the proposal ended a glyph short and the final "T" of the name stayed readable
+    (corpus seeds 64 and 73). The mask now follows the line's ink past the region."""
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+
+    rows, cols = 1200, 1000  # large enough to be searched at half resolution, like a CR
+    background = 20 + 160 * anatomy(rows, cols, 1)[0]
+    img = Image.new("L", (cols, rows), 0)
+    draw = ImageDraw.Draw(img)
+    draw.text((20, 20), name, fill=255, font=ImageFont.load_default(18))
+    name_ink = np.asarray(img) > 60
+    draw.text((450, 24), "CHEST PA", fill=255, font=ImageFont.load_default(20))
+    label_ink = (np.asarray(img) > 60) & ~name_ink
+    pixels = np.where(np.asarray(img) > 0, np.asarray(img), background).astype(np.uint8)
+    ds = base_dataset(rows, cols, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    set_native(ds, pixels[np.newaxis], ExplicitVRLittleEndian)
+    family, given = name.split()
+    ids = RecordIdentifiers(names=(f"{family}^{given}^N",))
+    detector = TextDetector(Policy().text).with_identifiers(ids)
+    outcome = redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
+    assert outcome.changed
+    after = decode(ds).frames[0]
+    assert np.all(after[name_ink] != pixels[name_ink]), "part of the name is still there"
+    assert np.array_equal(after[label_ink], pixels[label_ink])
