@@ -572,6 +572,8 @@ def _ocr_scorer(a: str, b: str, **_: Any) -> float:
 
 #: Letters that must match when one word of a long institution or address is unreadable.
 MIN_PARTIAL_LETTERS = 8
+#: Letters of a long term's first word and its second word's start read before OCR garbles it.
+MIN_BROKEN_PREFIX = 10
 
 
 class _AffixTerms:
@@ -587,7 +589,9 @@ class _AffixTerms:
     An institution or address of three words or more also matches with one
     word unreadable ("Young Memorial Hogpasall" for "Young Memorial Hospital",
     "Memorial Hospital" alone when the first word was lost), when the words
-    that match hold at least :data:`MIN_PARTIAL_LETTERS` letters.
+    that match hold at least :data:`MIN_PARTIAL_LETTERS` letters, and when it
+    is read to the start of its second word and garbled after that ("Carpenter
+    Mem orighda@S@iittah").
     """
 
     def __init__(self, terms: Iterable[tuple[str, str]], threshold: float) -> None:
@@ -653,6 +657,36 @@ class _AffixTerms:
                     start = i - 1 if i and self._ends(words[i - 1], words_of_term[0]) else i
                     yield Span(runs[start][0], runs[i + size - 2][1], entity_type, "denylist", 0.85)
 
+    def _broken_tail(
+        self, text: str, runs: list[tuple[int, int, str]], words: list[str]
+    ) -> Iterator[Span]:
+        """Long terms read to their first word and the start of the second, then garbled.
+
+        A caption that runs into an anatomy edge reads "Carpenter Mem orighda@S@iittah"
+        for "Carpenter Memorial Hospital": the first word (fuzzily), then at least 3
+        letters that begin the second word, :data:`MIN_BROKEN_PREFIX` letters in all.
+        The span runs on over the line's next words for as many letters as the
+        rest of the term has.
+        """
+        for term, entity_type in self.long:
+            first, second = term[0], term[1]
+            rest = sum(len(t) for t in term[1:])
+            for i in range(len(words) - 1):
+                if "\n" in text[runs[i][1] : runs[i + 1][0]] or not self._same(words[i], first):
+                    continue
+                shared = _common_prefix(words[i + 1], second)
+                if shared < 3 or len(first) + shared < MIN_BROKEN_PREFIX:
+                    continue
+                end, letters = i + 1, len(words[i + 1])
+                while (
+                    end + 1 < len(runs)
+                    and letters < rest
+                    and "\n" not in text[runs[end][1] : runs[end + 1][0]]
+                ):
+                    end += 1
+                    letters += len(words[end])
+                yield Span(runs[i][0], runs[end][1], entity_type, "denylist", 0.8)
+
     def _ends(self, text_word: str, word: str) -> bool:
         """Whether ``text_word`` is the end of ``word`` (4+ letters, fuzzily): "riguez"."""
         size = len(text_word)
@@ -694,6 +728,17 @@ class _AffixTerms:
                         start, runs[end - 1][1], entity_type, "denylist", round(score / 100, 3)
                     )
         yield from self._one_unread(runs, words)
+        yield from self._broken_tail(text, runs, words)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common start of two strings."""
+    size = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        size += 1
+    return size
 
 
 _DIGITS = re.compile(r"\d+")
@@ -884,6 +929,8 @@ class _DenyMatcher:
             token = tokens[i]
             folded = fold(_ocr_letter_view(token.group()) if ocr else token.group())
             hit = self._match_word(folded, ocr)
+            if hit is None and ocr:
+                hit = self._caret_read_as_digit(folded)
             if hit is not None:
                 marks.append((token.start(), token.end(), *hit))
             elif ocr and i + 1 < len(tokens):
@@ -897,6 +944,22 @@ class _DenyMatcher:
                         continue
             i += 1
         yield from self._runs(text, marks)
+
+    def _caret_read_as_digit(self, folded: str) -> tuple[str, float, bool] | None:
+        """A whole name run together with its caret read as a digit ("MATTHEWS4NICOLE").
+
+        Only for OCR text, and only against the record's names written run
+        together (two or more parts, fuzzily): one or two digits between letters.
+        """
+        letters = _INNER_DIGITS.sub("", folded)
+        if letters == folded or not letters.isalpha() or len(folded) - len(letters) > 2:
+            return None
+        if letters in self.joined:
+            return "PERSON", 0.9, True
+        best = process.extractOne(
+            letters, sorted(self.joined), scorer=_ocr_scorer, score_cutoff=self.threshold
+        )
+        return None if best is None else ("PERSON", round(0.9 * best[1] / 100.0, 3), True)
 
     def _match_word(self, folded: str, ocr: bool) -> tuple[str, float, bool] | None:
         alone = self.parts.get(folded)
@@ -959,6 +1022,7 @@ class _DenyMatcher:
 
 
 _OCR_LETTERS = str.maketrans("0158629", "oisbgzq")
+_INNER_DIGITS = re.compile(r"(?<=[^\W\d_])\d{1,2}(?=[^\W\d_])")
 
 
 def _ocr_letter_view(word: str) -> str:
