@@ -614,6 +614,14 @@ def _score_pixels(
         else:
             kept = after is not None and all(fr <= 1.0 - KEPT_FRACTION for fr in fractions)
             report.add("burned_in_labels_kept", kept, kind=kind, entity_type=item["type"])
+            if not kept and after is not None:  # a label is not PHI: its text may be shown
+                report.problems.append(
+                    {
+                        "file": rel,
+                        "problem": f"label {item['text']!r} at {item['box']} masked "
+                        f"({100 * max(fractions):.0f}% of its glyph pixels changed)",
+                    }
+                )
     outside = np.ones(before.shape[1:3], dtype=bool)
     for item in fk["burned_in"]:
         x, y, w, h = item["box"]

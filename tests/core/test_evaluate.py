@@ -335,6 +335,8 @@ def test_single_defect_moves_its_metric(
     if "header_phi_recall" in expected or "burned_in_phi_recall" in expected:
         assert not report.clean
         assert report.leaks
+    if change is _label_painted_over:  # named, so that a sweep can say which label was lost
+        assert any("label 'Sag Liver L-M'" in p["problem"] for p in report.problems)
 
 
 def test_missing_output_counts_as_not_leaked(corpus: Path, identity: Path, tmp_path: Path) -> None:
