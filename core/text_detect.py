@@ -743,7 +743,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 _DIGITS = re.compile(r"\d+")
 _PHONE_GAP = re.compile(r"[\s().-]*\Z")
-_PHONE_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,5}(?!\w)", re.IGNORECASE)
+_PHONE_EXTENSION = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,5}(?!\w)", re.IGNORECASE)
 
 
 class _PhoneDigits:
@@ -1008,7 +1008,7 @@ class _DenyMatcher:
 
     def _fuzzy_ids(self, text: str) -> Iterator[Span]:
         view = ocr_digit_view(text)
-        for match in re.finditer(r"(?<![\w.])\d[\d\s-]{3,}\d(?![\w.])", view):
+        for match in _ID_DIGIT_RUN.finditer(view):
             digits = re.sub(r"\D", "", match.group())
             if len(digits) < 5:
                 continue
@@ -1021,6 +1021,9 @@ class _DenyMatcher:
                     break
 
 
+#: Digits of an ID as OCR reads them: spaces or dashes between, never a line break (the
+#: "5" of "5.0mm" on the next line is not the ID's last digit).
+_ID_DIGIT_RUN = re.compile(r"(?<![\w.])\d[\d \t-]{3,}\d(?![\w.])")
 _OCR_LETTERS = str.maketrans("0158629", "oisbgzq")
 _INNER_DIGITS = re.compile(r"(?<=[^\W\d_])\d{1,2}(?=[^\W\d_])")
 
