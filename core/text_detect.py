@@ -622,7 +622,7 @@ class _AffixTerms:
         """Best similarity of ``word`` to the end (or start) of ``text_word``."""
         best = 0.0
         for size in (len(word) - 1, len(word), len(word) + 1):
-            if size < 3 or size > len(text_word):
+            if size < 4 or size > len(text_word):  # "ing" is not the end of "King"
                 continue
             piece = text_word[-size:] if at_end else text_word[:size]
             best = max(best, ocr_ratio(piece, word))
