@@ -56,11 +56,13 @@ from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, r
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
 from .text_regions import (
+    STROKE,
     FrameChange,
     Region,
     frame_change,
     pool_factor,
     propose_text_regions,
+    stroke_contrast,
     transpose,
 )
 
@@ -849,15 +851,21 @@ def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
 
     OCR word boxes and proposed regions can take in an anatomy edge touching
     the caption. Ink is what lies beyond the midpoint between the box's
-    background (its median) and its extreme, on the text's side; the box never
-    grows.
+    background (its median) and its extreme, on the text's side. Columns count
+    only where that ink touches a glyph stroke (the row top-hat of
+    :func:`~dicomscrub.core.text_regions.stroke_contrast`: structures narrower
+    than a stroke): the rim of a head that a caption runs into is as bright as
+    faint glyphs, but wide. The box never grows.
 
     Examples
     --------
     >>> import numpy as np
-    >>> v = np.zeros((20, 40), np.uint8); v[5:12, 4:20] = 255; v[:, 30:] = 60  # text, then tissue
+    >>> v = np.zeros((20, 40), np.uint8); v[5:12, 4:20:2] = 255; v[:, 30:] = 60  # text, tissue
     >>> trim_to_ink(v, Finding(0, (2, 3, 36, 12), "TEXT", "ocr", 1.0, "x")).box
-    (4, 5, 16, 7)
+    (4, 5, 15, 7)
+    >>> v[8:20, 19:36] = 150  # a rim brighter than the midpoint, touching the caption
+    >>> trim_to_ink(v, Finding(0, (2, 3, 36, 12), "TEXT", "ocr", 1.0, "x")).box
+    (4, 5, 15, 7)
     """
     x, y, w, h = finding.box
     crop = view[y : y + h, x : x + w].astype(np.int16)
@@ -865,11 +873,14 @@ def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
         return finding
     background = int(np.median(crop))
     high, low = int(crop.max()), int(crop.min())
-    if high - background >= background - low:
-        ink = crop > (background + high) // 2
-    else:
-        ink = crop < (background + low) // 2
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    bright = high - background >= background - low
+    extreme = high if bright else low
+    ink = crop > (background + high) // 2 if bright else crop < (background + low) // 2
+    strokes = _near_strokes(view, finding.box, bright, abs(extreme - background))
+    cols = np.flatnonzero((ink & strokes).any(axis=0))
+    if cols.size == 0:
+        cols = np.flatnonzero(ink.any(axis=0))
+    rows = np.flatnonzero(ink[:, cols[0] : cols[-1] + 1].any(axis=1)) if cols.size else cols
     if rows.size == 0 or cols.size == 0:
         return finding
     box = (
@@ -879,6 +890,16 @@ def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
         int(rows[-1] - rows[0] + 1),
     )
     return replace(finding, box=box)
+
+
+def _near_strokes(view: NDArray[np.uint8], box: Box, bright: bool, contrast: int) -> NDArray[Any]:
+    """Pixels of ``box`` within one pixel of a glyph stroke: row top-hat of at least a quarter
+    of the box's contrast, computed with a stroke's width of the row on either side."""
+    x, y, w, h = box
+    x0, x1 = max(0, x - STROKE), min(view.shape[1], x + w + STROKE)
+    hat = stroke_contrast(view[y : y + h, x0:x1], STROKE)[0 if bright else 1]
+    strokes = hat[:, x - x0 : x - x0 + w] >= max(12, contrast // 4)
+    return np.asarray(ndimage.binary_dilation(strokes), dtype=bool)
 
 
 _TITLES = frozenset(

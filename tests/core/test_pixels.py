@@ -702,3 +702,28 @@ def test_last_glyph_the_proposal_misses_is_masked(name: str, backend: OcrBackend
     after = decode(ds).frames[0]
     assert np.all(after[name_ink] != pixels[name_ink]), "part of the name is still there"
     assert np.array_equal(after[label_ink], pixels[label_ink])
+
+
+def test_caption_running_into_the_skull_rim_is_trimmed_to_its_glyphs() -> None:
+    """An institution caption that ends on the bright rim of a head: the corpus' region
+    finder took 13 pixels of the rim into the line (MR seeds 2, 43, 71 ... changed up to 214
+    pixels past the scorer's 8-pixel margin). The rim is brighter than the midpoint of the
+    caption's contrast, but wide: no stroke, so the box is trimmed to the glyphs."""
+    from dicomscrub.core.pixels import Finding, trim_to_ink
+
+    rows, cols = 80, 200
+    rng = np.random.default_rng(5)
+    base = Image.fromarray(rng.normal(4, 2, (rows, cols)).clip(0, 255).astype(np.uint8))
+    rim = [(100, 44), (136, 33), (154, 28), (190, 25)]  # the top of a head, 135 in the view
+    ImageDraw.Draw(base).line(rim, fill=135, width=7)
+    text = Image.new("L", (cols, rows), 0)
+    ImageDraw.Draw(text).text((6, 25), "Ray Medical Center", fill=206, font=_font("serif", 13))
+    glyphs = np.asarray(text) > 60
+    view = np.maximum(np.asarray(base), np.asarray(text))
+    right = int(np.nonzero(glyphs)[1].max())
+    box = trim_to_ink(view, Finding(0, (6, 25, right + 14 - 6, 16), "ORG", "ocr", 0.9, "x")).box
+    assert right - 1 <= box[0] + box[2] - 1 <= right + 1, (box, right)
+    ys, xs = np.nonzero(glyphs)
+    assert box[0] <= xs.min()
+    assert box[1] <= ys.min()
+    assert box[1] + box[3] > ys.max()
