@@ -587,16 +587,40 @@ def join_words(regions: list[Region]) -> list[Region]:
 def join_columns(regions: list[Region]) -> list[Region]:
     """:func:`join_words` for rotated regions: pieces of one vertical line, one above the other.
 
+    A short piece that is taller than wide but not tall enough to count as
+    rotated on its own (the "Lee," of a rotated "Lee, Terry": 30 x 14 pixels)
+    joins a rotated piece it continues, or other such pieces into a column
+    at least 2.5 times as tall as wide; alone, it stays as it was.
+
     Examples
     --------
     >>> rs = [Region((10, 0, 16, 120), True), Region((12, 128, 12, 50), True)]
     >>> [r.box for r in join_columns(rs)]
     [(10, 0, 16, 178)]
+    >>> rs = [Region((14, 768, 14, 38), True), Region((14, 810, 14, 30)), Region((60, 810, 14, 30))]
+    >>> [(r.box, r.rotated) for r in join_columns(rs)]
+    [((14, 768, 14, 72), True), ((60, 810, 14, 30), False)]
+    >>> [r.box for r in join_columns([Region((16, 806, 16, 36)), Region((16, 848, 14, 30))])]
+    [(16, 806, 16, 72)]
     """
-    flipped = [Region(transpose(r.box), r.rotated, r.bright) for r in regions if r.rotated]
-    flipped.sort(key=lambda r: r.box[0])
-    joined = [Region(transpose(b), True, r.bright) for b, r in _join_boxes(flipped)]
-    joined.extend(r for r in regions if not r.rotated)
+
+    def upright_piece(r: Region) -> bool:
+        _, _, w, h = r.box
+        return not r.rotated and h >= 1.5 * w and MIN_HEIGHT <= w <= MAX_ROTATED_WIDTH
+
+    pieces = [r for r in regions if r.rotated or upright_piece(r)]
+    flipped = sorted((Region(transpose(r.box), r.rotated, r.bright) for r in pieces),
+                     key=lambda r: r.box[0])  # fmt: skip
+    joined: list[Region] = []
+    used: set[int] = set()
+    for box, first in _join_boxes(flipped):
+        members = [i for i, r in enumerate(pieces) if _contains(transpose(box), r.box)]
+        column = len(members) > 1 and box[2] >= 2.5 * box[3]  # (box is flipped)
+        if column or any(pieces[i].rotated for i in members):
+            joined.append(Region(transpose(box), True, first.bright))
+            used.update(members)
+    joined.extend(r for i, r in enumerate(pieces) if i not in used and not r.rotated)
+    joined.extend(r for r in regions if not r.rotated and not upright_piece(r))
     return sorted(joined, key=lambda r: (r.box[1], r.box[0]))
 
 

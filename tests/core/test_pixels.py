@@ -727,3 +727,32 @@ def test_caption_running_into_the_skull_rim_is_trimmed_to_its_glyphs() -> None:
     assert box[0] <= xs.min()
     assert box[1] <= ys.min()
     assert box[1] + box[3] > ys.max()
+
+
+def test_rotated_name_whose_last_word_is_short_is_masked_whole(backend: OcrBackend) -> None:
+    """ "Lee, Terry" turned by 90 degrees on a radiograph: the finder split the column in two
+    and "Lee," alone (30 x 14 pixels) was not tall enough to be read turned, so only "Terry"
+    was masked (corpus seed 203). A short upright piece now joins the rotated piece it
+    continues."""
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+
+    rows, cols = 1600, 1300
+    background = 20 + 160 * anatomy(rows, cols, 1)[0]
+    side = Image.new("L", (120, 24), 0)
+    ImageDraw.Draw(side).text((2, 2), "Lee, Terry", fill=180, font=ImageFont.truetype(
+        str(DEJAVU / "DejaVuSans.ttf"), 15) if (DEJAVU / "DejaVuSans.ttf").is_file()
+        else _font("sans", 15))  # fmt: skip
+    img = Image.new("L", (cols, rows), 0)
+    img.paste(side.rotate(90, expand=True), (12, 760))
+    glyphs = np.asarray(img) > 60
+    pixels = np.where(np.asarray(img) > 0, np.asarray(img), background).astype(np.uint8)
+    ds = base_dataset(rows, cols, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    set_native(ds, pixels[np.newaxis], ExplicitVRLittleEndian)
+    detector = TextDetector(Policy().text).with_identifiers(
+        RecordIdentifiers(names=("Lee^Terry^V", "LOPEZ^BRANDON^I"))
+    )
+    redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
+    after = decode(ds).frames[0]
+    assert np.all(after[glyphs] != pixels[glyphs]), "part of the name is still there"
