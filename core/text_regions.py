@@ -406,10 +406,53 @@ def propose_text_regions(
             regions.append(Region(_upscale(v, factor, view.shape), rotated=True, bright=bright))
         regions.extend(Region(_upscale(b, factor, view.shape), bright=bright) for b in horizontal)
     regions = [r for r in regions if _sharp(view, r.box)]
+    if factor > 1:
+        regions += _small_type_in_full(view, regions, threshold, gap, strong_factor)
     merged = merge_overlapping(regions)
     if not rotated:
         return join_words(merged)
     return join_columns(join_words([_mark_tall(r) for r in merged]))
+
+
+def _small_type_in_full(
+    view: NDArray[np.uint8],
+    regions: list[Region],
+    threshold: int,
+    gap: int,
+    strong_factor: bool,
+) -> list[Region]:
+    """Pieces of small lines that a pooled search lost, found again at full resolution.
+
+    Pooling closes the 1-pixel gaps between the glyphs of small type; a run of
+    them becomes a bar the row top-hat drops (the "2000" of a 7-pixel
+    "2000-01-16" was lost, "01-16" was found). Around each line of up to
+    :data:`SMALL_TEXT` pixels, the row band is searched again at full
+    resolution, 8 line heights to either side; what it finds on the same row,
+    no taller than 1.6 times the line, is added (the caller joins the pieces).
+    """
+    rows, cols = view.shape
+    found: list[Region] = []
+    for region in regions:
+        x, y, w, h = region.box
+        if region.rotated or h > SMALL_TEXT:
+            continue
+        x0, x1 = max(0, x - 8 * h), min(cols, x + w + 8 * h)
+        y0, y1 = max(0, y - h), min(rows, y + 2 * h)
+        band = view[y0:y1, x0:x1]
+        for piece in propose_text_regions(
+            band,
+            rotated=False,
+            threshold=threshold,
+            gap=gap,
+            strong_factor=strong_factor,
+            polarity="bright" if region.bright else "dark",
+            pool=1,
+        ):
+            px, py, pw, ph = piece.box
+            overlap = min(py + ph, y - y0 + h) - max(py, y - y0)
+            if overlap >= 0.5 * min(ph, h) and ph <= 1.6 * h:
+                found.append(Region((px + x0, py + y0, pw, ph), bright=region.bright))
+    return found
 
 
 def pool_factor(shape: tuple[int, ...]) -> int:
