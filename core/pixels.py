@@ -817,13 +817,19 @@ def _ink_level(view: NDArray[np.uint8], box: Box, share: float = 0.5) -> tuple[i
     crop = view[max(0, y) : y + h, max(0, x) : x + w]
     if crop.size == 0:
         return None
-    background = int(np.median(crop))
-    high, low = int(crop.max()), int(crop.min())
-    bright = high - background >= background - low
-    extreme = high if bright else low
+    background, extreme, bright = _contrast(crop)
     if abs(extreme - background) < 12:
         return None
     return background + math.floor(share * (extreme - background)), bright
+
+
+def _contrast(crop: NDArray[Any]) -> tuple[int, int, bool]:
+    """``crop``'s background (median), its extreme on the glyphs' side, and whether the
+    glyphs are the bright side (the extreme farther from the background)."""
+    background = int(np.median(crop))
+    high, low = int(crop.max()), int(crop.min())
+    bright = high - background >= background - low
+    return background, high if bright else low, bright
 
 
 def _shows(view: NDArray[np.uint8], box: Box, ink: tuple[NDArray[np.bool_], bool]) -> bool:
@@ -871,11 +877,9 @@ def trim_to_ink(view: NDArray[np.uint8], finding: Finding) -> Finding:
     crop = view[y : y + h, x : x + w].astype(np.int16)
     if crop.size == 0:
         return finding
-    background = int(np.median(crop))
-    high, low = int(crop.max()), int(crop.min())
-    bright = high - background >= background - low
-    extreme = high if bright else low
-    ink = crop > (background + high) // 2 if bright else crop < (background + low) // 2
+    background, extreme, bright = _contrast(crop)
+    middle = (background + extreme) // 2
+    ink = crop > middle if bright else crop < middle
     strokes = _near_strokes(view, finding.box, bright, abs(extreme - background))
     cols = np.flatnonzero((ink & strokes).any(axis=0))
     if cols.size == 0:

@@ -45,7 +45,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Levenshtein, Prefix
 
 from .policy import TextPolicy
 from .text_patterns import (
@@ -674,7 +674,7 @@ class _AffixTerms:
             for i in range(len(words) - 1):
                 if "\n" in text[runs[i][1] : runs[i + 1][0]] or not self._same(words[i], first):
                     continue
-                shared = _common_prefix(words[i + 1], second)
+                shared = Prefix.similarity(words[i + 1], second)  # letters they start with
                 if shared < 3 or len(first) + shared < MIN_BROKEN_PREFIX:
                     continue
                 end, letters = i + 1, len(words[i + 1])
@@ -729,16 +729,6 @@ class _AffixTerms:
                     )
         yield from self._one_unread(runs, words)
         yield from self._broken_tail(text, runs, words)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common start of two strings."""
-    size = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        size += 1
-    return size
 
 
 _DIGITS = re.compile(r"\d+")
@@ -954,10 +944,8 @@ class _DenyMatcher:
         letters = _INNER_DIGITS.sub("", folded)
         if letters == folded or not letters.isalpha() or len(folded) - len(letters) > 2:
             return None
-        if letters in self.joined:
-            return "PERSON", 0.9, True
         best = process.extractOne(
-            letters, sorted(self.joined), scorer=_ocr_scorer, score_cutoff=self.threshold
+            letters, self.joined, scorer=_ocr_scorer, score_cutoff=self.threshold
         )
         return None if best is None else ("PERSON", round(0.9 * best[1] / 100.0, 3), True)
 
