@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from functools import lru_cache
 
 _DT = r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?(?:[+-]\d{4})?"
 _DT_RE = re.compile(rf"(?P<dt>{_DT})")
@@ -47,6 +48,7 @@ def _shift_one_da(text: str, days: int) -> str:
     return shift_date(date(year, month, day), days).strftime("%Y%m%d")
 
 
+@lru_cache(maxsize=8192)  # the dates of a record repeat (study, series, acquisition, content)
 def shift_da(value: str, days: int) -> str:
     """Shift one DA value (``YYYYMMDD``, legacy ``YYYY.MM.DD``, or a ``A-B`` range)."""
     text = value.strip()
@@ -74,6 +76,7 @@ def _shift_one_dt(text: str, days: int) -> str:
     return shifted[:precision] + body[8:] + zone
 
 
+@lru_cache(maxsize=8192)
 def shift_dt(value: str, days: int) -> str:
     """Shift one DT value or a ``A-B`` DT range, keeping precision and time zone."""
     text = value.strip()

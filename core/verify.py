@@ -288,6 +288,7 @@ def deny_values(ds: Dataset, extra: Iterable[str] = ()) -> list[str]:
 
 _WORD = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
+_ODD_SPACE = re.compile(r"[^\S ]|  ")  # whitespace other than single spaces
 
 
 class PhraseMatcher:
@@ -323,29 +324,25 @@ class PhraseMatcher:
         if len(upper) != len(text):  # a case mapping changed the length: compare as is
             upper = text
         by_word = self._by_word
-        if not any(word in by_word for word in _WORD.findall(upper)):
+        starts = by_word.keys() & set(_WORD.findall(upper))
+        if not starts:
             return  # no word of the text starts a phrase (the common case: one C-level pass)
-        # collapse whitespace runs, remembering where each character came from
-        norm_chars: list[str] = []
-        origin: list[int] = []
-        cursor = 0
-        for space in _SPACE.finditer(upper):
-            norm_chars.append(upper[cursor : space.start()])
-            origin.extend(range(cursor, space.start()))
-            norm_chars.append(" ")
-            origin.append(space.start())
-            cursor = space.end()
-        norm_chars.append(upper[cursor:])
-        origin.extend(range(cursor, len(upper)))
-        origin.append(len(upper))
-        norm = "".join(norm_chars)
+        # whitespace runs as one space; a text with single spaces only is its own normal form
+        odd = _ODD_SPACE.search(upper) is not None
+        norm = _SPACE.sub(" ", upper) if odd else upper
+        origin: list[int] | None = None
+        # the words that start a phrase, in the order they occur (whole words only)
+        found = sorted(
+            (word.start(), word.group(0))
+            for first in starts
+            for word in _whole_word(first).finditer(norm)
+        )
         done = 0
-        for word in _WORD.finditer(norm):
-            candidates = self._by_word.get(word.group(0))
-            if not candidates or word.start() < done:
+        for position, first in found:
+            if position < done:
                 continue
-            for phrase, offset in candidates:
-                start = word.start() - offset
+            for phrase, offset in by_word[first]:
+                start = position - offset
                 end = start + len(phrase)
                 if start < done or not norm.startswith(phrase, start):
                     continue
@@ -354,12 +351,35 @@ class PhraseMatcher:
                 ):
                     continue
                 done = end
+                if not odd:
+                    yield start, end
+                    break
+                if origin is None:
+                    origin = _origins(upper)
                 yield origin[start], origin[end - 1] + 1
                 break
 
     def search(self, text: str) -> bool:
         """True when any phrase occurs in ``text``."""
         return next(iter(self.finditer(text)), None) is not None
+
+
+def _origins(text: str) -> list[int]:
+    """Where each character of ``text`` with its whitespace runs collapsed came from
+    (and, last, the length of ``text``)."""
+    origin: list[int] = []
+    cursor = 0
+    for space in _SPACE.finditer(text):
+        origin.extend(range(cursor, space.start() + 1))
+        cursor = space.end()
+    origin.extend(range(cursor, len(text) + 1))
+    return origin
+
+
+@lru_cache(maxsize=4096)
+def _whole_word(word: str) -> re.Pattern[str]:
+    """``word`` where it is a whole word of :data:`_WORD` (not inside a longer one)."""
+    return re.compile(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])")
 
 
 @lru_cache(maxsize=16384)

@@ -184,7 +184,7 @@ def test_files_of_a_record_share_identifiers_and_detector(engine: Engine) -> Non
 
 
 def test_source_digest_of_large_inputs_is_computed_beside_the_work(tmp_path: Path) -> None:
-    """Inputs of 1 MB and more are hashed in a thread; the audit gets the same SHA-256."""
+    """Inputs of 256 KB and more are hashed in a thread; the audit gets the same SHA-256."""
     small, large = b"abc" * 10, b"\x01" * SourceDigest.THREAD_AT
     assert SourceDigest(small).hexdigest() == hashlib.sha256(small).hexdigest()
     assert SourceDigest(large).hexdigest() == hashlib.sha256(large).hexdigest()
