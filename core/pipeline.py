@@ -67,7 +67,7 @@ from .header import HeaderOutcome, HeaderStep
 from .policy import Policy
 from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
-from .read import PIXEL_TAGS, read_dataset
+from .read import PIXEL_TAGS, read_dataset, text_value
 from .rescan import input_identifiers, scan_file
 from .results import Entity, FileResult
 from .verify import DenyList, identifying_elements
@@ -77,7 +77,12 @@ log = logging.getLogger(__name__)
 
 IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["dicomscrub"])  # the same in every process
 IMPLEMENTATION_VERSION_NAME = f"DICOMSCRUB_{__version__}"[:16]
-INSTANCE_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+#: The instance UIDs a result reports (tag, keyword).
+INSTANCE_UIDS = (
+    (0x0020000D, "StudyInstanceUID"),
+    (0x0020000E, "SeriesInstanceUID"),
+    (0x00080018, "SOPInstanceUID"),
+)
 #: Values longer than this stay in the input (output) bytes while a file is parsed.
 DEFER_SIZE = 1 << 16
 
@@ -322,11 +327,11 @@ class Engine:
         DeidError
             When the dataset cannot be fully de-identified.
         """
-        original_uids = [str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS]
+        original_uids = [text_value(ds, tag) for tag, _ in INSTANCE_UIDS]
         record = self._record(ds)  # string elements only: numbers and pixels stay encoded
         deny, detector = record.deny, record.detector
         patient_key = patient_key_of(ds)
-        modality = str(ds.get("Modality", "") or "")
+        modality = text_value(ds, 0x00080060)
         has_pixels = any(tag in ds for tag in PIXEL_TAGS)
         frames = _frames(ds) if has_pixels else 0
         entities: list[Entity] = []
@@ -342,7 +347,7 @@ class Engine:
         entities[:0] = header.entities
         self._mark(ds, header, pixels_ran)
         _rebuild_file_meta(ds, fallback_uid=self._pseudo.uid("no-sop-instance:" + patient_key))
-        uids = {k: str(ds.get(k, "") or "") for k in INSTANCE_UID_KEYWORDS}
+        uids = {keyword: text_value(ds, tag) for tag, keyword in INSTANCE_UIDS}
         return Deidentified(
             dataset=ds,
             entities=entities,
@@ -671,14 +676,14 @@ def patient_key_of(ds: Dataset) -> str:
     >>> patient_key_of(ds)
     'id:123|HOSP'
     """
-    patient_id = str(ds.get("PatientID", "") or "").strip()
+    patient_id = text_value(ds, 0x00100020).strip()  # PatientID
     if patient_id:
-        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        issuer = text_value(ds, 0x00100021).strip()  # IssuerOfPatientID
         return f"id:{patient_id}|{issuer}"
-    name = " ".join(str(ds.get("PatientName", "") or "").replace("^", " ").upper().split())
+    name = " ".join(text_value(ds, 0x00100010).replace("^", " ").upper().split())  # PatientName
     if name:
         return f"name:{name}"
-    return f"study:{str(ds.get('StudyInstanceUID', '') or '').strip()}"
+    return f"study:{text_value(ds, 0x0020000D).strip()}"  # StudyInstanceUID
 
 
 def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
@@ -694,15 +699,17 @@ def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
             if little in (True, None)
             else ExplicitVRBigEndian
         )
-    if "SOPClassUID" not in ds:
+    if BaseTag(0x00080016) not in ds._dict:
         raise DeidError(ErrorCode.INVALID_VALUE, "the dataset has no SOPClassUID")
-    if not str(ds.get("SOPInstanceUID", "") or ""):
-        ds.SOPInstanceUID = fallback_uid
+    sop_class = text_value(ds, 0x00080016)  # SOPClassUID
+    sop_instance = text_value(ds, 0x00080018)  # SOPInstanceUID
+    if not sop_instance:
+        ds.SOPInstanceUID = sop_instance = fallback_uid
     meta = FileMetaDataset()
     for tag, vr, value in (
         (0x00020001, "OB", b"\x00\x01"),  # FileMetaInformationVersion
-        (0x00020002, "UI", ds.SOPClassUID),  # MediaStorageSOPClassUID
-        (0x00020003, "UI", ds.SOPInstanceUID),  # MediaStorageSOPInstanceUID
+        (0x00020002, "UI", UID(sop_class)),  # MediaStorageSOPClassUID
+        (0x00020003, "UI", UID(sop_instance)),  # MediaStorageSOPInstanceUID
         (0x00020010, "UI", UID(str(syntax))),  # TransferSyntaxUID
         (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
         (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),

@@ -272,6 +272,34 @@ def raw_value(ds: Dataset, raw: Any) -> Any:
     return value
 
 
+def text_value(ds: Dataset, tag: int) -> str:
+    """The value of a top-level string element as one text, ``""`` when absent or empty.
+
+    Read from the raw bytes when the element is still undecoded, so that it stays
+    undecoded (its original bytes are written back, and pydicom's conversion,
+    which costs more than the rest of a lookup, is skipped). Otherwise, and for
+    several values or values pydicom must decode, this is ``str(ds.get(tag) or "")``.
+
+    >>> ds = Dataset(); ds.Modality = "CT"
+    >>> text_value(ds, 0x00080060), text_value(ds, 0x00100020)
+    ('CT', '')
+    """
+    key = BaseTag(tag)
+    raw = ds._dict.get(key)
+    if raw is None:
+        return ""
+    value = raw.value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(raw, RawDataElement) and isinstance(value, bytes):
+        vr = element_vr(tag, raw.VR)
+        found = decode_text(value, vr, dataset_codec(ds, "latin_1") if vr in TEXT_VRS else None)
+        if found is not None and len(found) <= 1:
+            return found[0] if found else ""
+    decoded = ds[key].value
+    return str(decoded) if decoded else ""
+
+
 def restore_raw(ds: Dataset, tag: int, raw: Any) -> None:
     """Put an element's undecoded form back (it was decoded only to look inside).
 
