@@ -574,6 +574,8 @@ def _ocr_scorer(a: str, b: str, **_: Any) -> float:
 MIN_PARTIAL_LETTERS = 8
 #: Letters of a long term's first word and its second word's start read before OCR garbles it.
 MIN_BROKEN_PREFIX = 10
+#: Letters of a term's word that OCR split in two pieces, for the pieces to be read as it.
+SPLIT_WORD_LETTERS = 6
 
 
 class _AffixTerms:
@@ -592,6 +594,10 @@ class _AffixTerms:
     that match hold at least :data:`MIN_PARTIAL_LETTERS` letters, and when it
     is read to the start of its second word and garbled after that ("Carpenter
     Mem orighda@S@iittah").
+
+    A word OCR split in two ("Jordan Me morial" for "Jordan Memorial") is read
+    whole: two pieces of a line with one space between them, neither of them a
+    word of the terms, that together are one (6+ letters, fuzzily).
     """
 
     def __init__(self, terms: Iterable[tuple[str, str]], threshold: float) -> None:
@@ -609,6 +615,11 @@ class _AffixTerms:
                 self.by_first.setdefault(words[0], []).append((words, entity_type))
             if len(words) >= 3 and entity_type in ("ORG", "LOCATION"):
                 self.long.append((words, entity_type))
+        every = [w for words, _ in self.long for w in words]
+        for index in (self.by_first, self.by_second):
+            every += [w for entries in index.values() for words, _ in entries for w in words]
+        self.words = frozenset(every)
+        self.long_words = sorted(w for w in self.words if len(w) >= SPLIT_WORD_LETTERS)
 
     def __bool__(self) -> bool:
         return bool(self.by_second or self.by_first or self.long)
@@ -692,11 +703,44 @@ class _AffixTerms:
         size = len(text_word)
         return 4 <= size < len(word) and ocr_ratio(text_word, word[-size:]) >= self.threshold
 
+    def _join_split(
+        self, text: str, runs: list[tuple[int, int, str]]
+    ) -> list[tuple[int, int, str]]:
+        """``runs`` with each word that OCR split in two ("me", "morial") as one run."""
+        if not self.long_words:
+            return runs
+        joined: list[tuple[int, int, str]] = []
+        i = 0
+        while i < len(runs):
+            if i + 1 < len(runs) and text[runs[i][1] : runs[i + 1][0]] == " ":
+                first, second = runs[i][2], runs[i + 1][2]
+                whole = first + second
+                if (
+                    min(len(first), len(second)) >= 2
+                    and len(whole) >= SPLIT_WORD_LETTERS
+                    and first not in self.words
+                    and second not in self.words
+                    and (
+                        whole in self.words
+                        or process.extractOne(
+                            whole, self.long_words, scorer=_ocr_scorer, score_cutoff=self.threshold
+                        )
+                        is not None
+                    )
+                ):
+                    joined.append((runs[i][0], runs[i + 1][1], whole))
+                    i += 2
+                    continue
+            joined.append(runs[i])
+            i += 1
+        return joined
+
     def find(self, text: str) -> Iterator[Span]:
         runs = [
             (m.start(), m.end(), _ocr_letter_view(m.group()).casefold())
             for m in _ALNUM_RUN.finditer(text)
         ]
+        runs = self._join_split(text, runs)
         words = [r[2] for r in runs]
         for i, (start, _, word) in enumerate(runs):
             if i + 1 < len(runs):  # junk before the first word: look up by the second word
