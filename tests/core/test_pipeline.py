@@ -184,7 +184,7 @@ def test_files_of_a_record_share_identifiers_and_detector(engine: Engine) -> Non
 
 
 def test_source_digest_of_large_inputs_is_computed_beside_the_work(tmp_path: Path) -> None:
-    """Inputs of 256 KB and more are hashed in a thread; the audit gets the same SHA-256."""
+    """Inputs of 128 KB and more are hashed in a thread; the audit gets the same SHA-256."""
     small, large = b"abc" * 10, b"\x01" * SourceDigest.THREAD_AT
     assert SourceDigest(small).hexdigest() == hashlib.sha256(small).hexdigest()
     assert SourceDigest(large).hexdigest() == hashlib.sha256(large).hexdigest()
@@ -205,6 +205,27 @@ def test_source_digest_of_large_inputs_is_computed_beside_the_work(tmp_path: Pat
 
 
 # ------------------------------------------------- damaged inputs found by fuzzing the corpus
+
+
+def _digest_in_child(queue: Any) -> None:
+    data = b"\x02" * SourceDigest.THREAD_AT
+    queue.put(SourceDigest(data).hexdigest())
+
+
+def test_source_digest_in_a_forked_process() -> None:
+    """A process forked after the parent hashed in its thread gets a thread of its own
+    (the parent's does not run in the child: waiting on it would never end)."""
+    import multiprocessing
+
+    large = b"\x02" * SourceDigest.THREAD_AT
+    assert SourceDigest(large).hexdigest() == hashlib.sha256(large).hexdigest()  # parent's thread
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_digest_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == hashlib.sha256(large).hexdigest()
 
 
 def _damaged(name: str, old: bytes, new: bytes) -> bytes:
