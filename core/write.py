@@ -316,8 +316,7 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
     plain_text = codec_for(tuple(_charset_terms(ds))) is not None
     view = memoryview(source)
     encodings = ds.get("SpecificCharacterSet", "iso8859")
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    changed: list[bytes] = []  # encoded elements since the last stretch kept
     run: tuple[int, int] | None = None  # the current stretch of the input being kept
     for tag in sorted(ds._dict):
         if tag.element == 0 and tag.group > 6:
@@ -330,10 +329,9 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
         if span is not None and tag == 0x7FE00010 and undefined != syntax.is_compressed:
             span = None  # pydicom fixes the pixel data length form: let it write this one
         if span is not None:
-            if buffer.tell():  # changed elements before this one (run is None then)
-                parts.append(buffer.getvalue())
-                buffer = DicomBytesIO()
-                buffer.is_implicit_VR, buffer.is_little_endian = encoding
+            if changed:  # changed elements before this one (run is None then)
+                parts.append(b"".join(changed))
+                changed = []
             if run is not None and run[1] == span[1]:
                 run = (run[0], span[2])
             else:
@@ -349,14 +347,16 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
             item = ds[tag]
             item.is_undefined_length = syntax.is_compressed
         fast = _fast_element(item, encoding) if plain_text else None
-        if fast is not None:
-            buffer.write(fast)
-        else:
+        if fast is None:
+            buffer = DicomBytesIO()
+            buffer.is_implicit_VR, buffer.is_little_endian = encoding
             write_data_element(buffer, item, encodings)
+            fast = buffer.getvalue()
+        changed.append(fast)
     if run is not None:
         parts.append(view[run[0] : run[1]])
-    if buffer.tell():
-        parts.append(buffer.getvalue())
+    if changed:
+        parts.append(b"".join(changed))
     return parts
 
 
