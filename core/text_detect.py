@@ -576,6 +576,9 @@ MIN_PARTIAL_LETTERS = 8
 MIN_BROKEN_PREFIX = 10
 #: Letters of a term's word that OCR split in two pieces, for the pieces to be read as it.
 SPLIT_WORD_LETTERS = 6
+#: Similarity (0-100) of a damaged word of 6+ letters to a long term's word, counted as read
+#: when the term's first word before it was read exactly ("Brown Memonal" for "Brown Memorial").
+NEAR_WORD_RATIO = 78
 
 
 class _AffixTerms:
@@ -594,6 +597,10 @@ class _AffixTerms:
     that match hold at least :data:`MIN_PARTIAL_LETTERS` letters, and when it
     is read to the start of its second word and garbled after that ("Carpenter
     Mem orighda@S@iittah").
+
+    With its first word read exactly, a word of 6+ letters of such a term
+    counts when it is nearly there (:data:`NEAR_WORD_RATIO`: "Brown Memonal
+    Hogpasall" for "Brown Memorial Hospital").
 
     A word OCR split in two ("Jordan Me morial" for "Jordan Memorial") is read
     whole: two pieces of a line with one space between them, neither of them a
@@ -652,8 +659,13 @@ class _AffixTerms:
             for i in range(len(words)):
                 window = words[i : i + size]
                 if len(window) == size and self._same(window[0], words_of_term[0]):
+                    # read exactly, the first word vouches for a damaged word after it
+                    near = window[0] == words_of_term[0] and len(window[0]) >= 4
                     matched = [
-                        t for w, t in zip(window, words_of_term, strict=True) if self._same(w, t)
+                        t
+                        for w, t in zip(window, words_of_term, strict=True)
+                        if self._same(w, t)
+                        or (near and len(t) >= 6 and ocr_ratio(w, t) >= NEAR_WORD_RATIO)
                     ]
                     # (all of them: an exact or fuzzy match found elsewhere)
                     if len(matched) == size - 1 and sum(map(len, matched)) >= MIN_PARTIAL_LETTERS:
