@@ -551,18 +551,27 @@ class _TermIndex:
 
 
 def ocr_ratio(a: str, b: str) -> float:
-    """``fuzz.ratio`` (0-100) of two folded words, forgiving OCR's "rn" read as "m".
+    """``fuzz.ratio`` (0-100) of two folded words, forgiving OCR's "rn" read as "m"
+    and "ri" read as "n".
 
     Tesseract reads the "rn" of small type as one "m" ("Blackbum" for
-    "Blackburn"); plain edit distance counts that as two errors.
+    "Blackburn") and the "ri" of small serif type as one "n" ("Anas" for
+    "Arias"); plain edit distance counts each as two errors.
 
     >>> round(fuzz.ratio("blackbum", "blackburn")), ocr_ratio("blackbum", "blackburn")
     (82, 100.0)
+    >>> round(fuzz.ratio("anas", "arias")), ocr_ratio("anas", "arias")
+    (67, 100.0)
     """
     score = fuzz.ratio(a, b)
-    if "rn" in a or "rn" in b:
-        score = max(score, fuzz.ratio(a.replace("rn", "m"), b.replace("rn", "m")))
+    for pair, one in _OCR_PAIRS:
+        if pair in a or pair in b:
+            score = max(score, fuzz.ratio(a.replace(pair, one), b.replace(pair, one)))
     return float(score)
+
+
+#: Two letters that OCR reads as one in small type.
+_OCR_PAIRS = (("rn", "m"), ("ri", "n"))
 
 
 def _ocr_scorer(a: str, b: str, **_: Any) -> float:
