@@ -48,8 +48,6 @@ from pydicom import config
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import (
@@ -70,7 +68,15 @@ from .read import PIXEL_TAGS, read_dataset, text_value
 from .rescan import input_identifiers, scan_file
 from .results import Entity, FileResult
 from .verify import DenyList, identifying_elements
-from .write import Parts, encode_parts, original_spans, read_bytes, same_location, write_verified
+from .write import (
+    Parts,
+    element_bytes,
+    encode_parts,
+    original_spans,
+    read_bytes,
+    same_location,
+    write_verified,
+)
 
 log = logging.getLogger(__name__)
 
@@ -633,10 +639,7 @@ def _method_codes(codes: tuple[str, ...], implicit: bool | None, little: bool | 
     element = DataElement(0x00120064, "SQ", Sequence([_code_item(c) for c in codes]))
     if implicit is None or little is None:
         return element
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR, buffer.is_little_endian = implicit, little
-    write_data_element(buffer, element, ["iso8859"])
-    value = buffer.getvalue()[8 if implicit else 12 :]
+    value = element_bytes(element, implicit, little, ["iso8859"])[8 if implicit else 12 :]
     return RawDataElement(
         BaseTag(0x00120064), None if implicit else "SQ", len(value), value, 0, implicit, little
     )

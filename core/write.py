@@ -103,6 +103,19 @@ def encode_text_element(element: Any, implicit: bool, little: bool) -> bytes | N
     return _with_header(element.tag, vr, data, implicit, little)
 
 
+def element_bytes(element: Any, implicit: bool, little: bool, encodings: Any) -> bytes:
+    """One element as pydicom's writer encodes it (header and value) in the given encoding.
+
+    >>> from pydicom.dataelem import DataElement
+    >>> element_bytes(DataElement(0x00280010, "US", 512), False, True, ["iso8859"])
+    b'(\\x00\\x10\\x00US\\x02\\x00\\x00\\x02'
+    """
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, little
+    write_data_element(buffer, element, encodings)
+    return buffer.getvalue()
+
+
 def _with_header(tag: int, vr: str, value: bytes, implicit: bool, little: bool) -> bytes | None:
     """``value`` behind its element header (tag, VR, length) as pydicom writes it, or None
     when an explicit VR 16-bit length cannot hold it."""
@@ -346,13 +359,10 @@ def _splice(ds: Dataset, source: bytes, spans: Spans) -> Parts | None:
         if tag == 0x7FE00010:  # PS3.5 A.4: encapsulated pixel data has an undefined length
             item = ds[tag]
             item.is_undefined_length = syntax.is_compressed
-        fast = _fast_element(item, encoding) if plain_text else None
-        if fast is None:
-            buffer = DicomBytesIO()
-            buffer.is_implicit_VR, buffer.is_little_endian = encoding
-            write_data_element(buffer, item, encodings)
-            fast = buffer.getvalue()
-        changed.append(fast)
+        encoded = _fast_element(item, encoding) if plain_text else None
+        if encoded is None:
+            encoded = element_bytes(item, *encoding, encodings)
+        changed.append(encoded)
     if run is not None:
         parts.append(view[run[0] : run[1]])
     if changed:
