@@ -733,28 +733,32 @@ class _AffixTerms:
         joined: list[tuple[int, int, str]] = []
         i = 0
         while i < len(runs):
-            if i + 1 < len(runs) and text[runs[i][1] : runs[i + 1][0]] == " ":
-                first, second = runs[i][2], runs[i + 1][2]
-                whole = first + second
-                if (
-                    min(len(first), len(second)) >= 2
-                    and len(whole) >= SPLIT_WORD_LETTERS
-                    and first not in self.words
-                    and second not in self.words
-                    and (
-                        whole in self.words
-                        or process.extractOne(
-                            whole, self.long_words, scorer=_ocr_scorer, score_cutoff=self.threshold
-                        )
-                        is not None
-                    )
-                ):
-                    joined.append((runs[i][0], runs[i + 1][1], whole))
-                    i += 2
-                    continue
-            joined.append(runs[i])
-            i += 1
+            pair = runs[i : i + 2]
+            if (
+                len(pair) == 2
+                and text[pair[0][1] : pair[1][0]] == " "
+                and self._split(pair[0][2], pair[1][2])
+            ):
+                joined.append((pair[0][0], pair[1][1], pair[0][2] + pair[1][2]))
+                i += 2
+            else:
+                joined.append(runs[i])
+                i += 1
         return joined
+
+    def _split(self, first: str, second: str) -> bool:
+        """Whether two pieces, neither a word of the terms, together make one (fuzzily)."""
+        whole = first + second
+        return (
+            min(len(first), len(second)) >= 2
+            and len(whole) >= SPLIT_WORD_LETTERS
+            and first not in self.words
+            and second not in self.words
+            and process.extractOne(
+                whole, self.long_words, scorer=_ocr_scorer, score_cutoff=self.threshold
+            )
+            is not None
+        )
 
     def find(self, text: str) -> Iterator[Span]:
         runs = [
