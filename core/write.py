@@ -142,7 +142,47 @@ def _fast_element(element: Any, encoding: tuple[bool, bool]) -> bytes | None:
         return _raw_element(element, encoding)
     if element.VR == "SQ":
         return encode_sequence(element, encoding)
+    if element.VR in _BINARY_NUMBERS:
+        return encode_number_element(element, *encoding)
     return encode_text_element(element, *encoding)
+
+
+#: struct codes of the binary number VRs :func:`encode_number_element` writes.
+_BINARY_NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+
+
+def encode_number_element(element: Any, implicit: bool, little: bool) -> bytes | None:
+    """The bytes pydicom writes for a binary number element (US, SS, UL, SL, FL, FD), or None.
+
+    Such an element is decoded when pydicom reads one of them for itself (the
+    pixel representation) and is then written from its value. None for other VRs,
+    raw elements and values that are not plain numbers.
+
+    >>> from pydicom.dataelem import DataElement
+    >>> encode_number_element(DataElement(0x00280103, "US", 1), False, True)
+    b'(\x00\x03\x01US\x02\x00\x01\x00'
+    """
+    code = _BINARY_NUMBERS.get(element.VR)
+    if code is None or element.is_raw:
+        return None
+    value = element.value
+    if value is None or (isinstance(value, str | bytes) and not value):
+        values: list[Any] = []
+    elif isinstance(value, MultiValue | list | tuple):
+        values = list(value)
+    else:
+        values = [value]
+    integral = code not in "fd"
+    for number in values:
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return None
+        if integral and not isinstance(number, int):
+            return None
+    try:
+        data = struct.pack(("<" if little else ">") + code * len(values), *values)
+    except struct.error:
+        return None  # out of range: pydicom's writer reports it
+    return _with_header(element.tag, element.VR, data, implicit, little)
 
 
 def _raw_element(raw: Any, encoding: tuple[bool, bool]) -> bytes | None:
@@ -477,11 +517,7 @@ def _write_local(parts: Parts, path: str, check: Callable[[bytes], None]) -> Non
     try:
         if parent:
             os.makedirs(parent, exist_ok=True)
-        with open(tmp, "xb") as fh:
-            for part in parts:
-                fh.write(part)
-        with open(tmp, "rb") as fh:
-            written = fh.read()
+        written = _write_and_read_back(tmp, parts)
         if not _same_bytes(written, parts):
             raise DeidError(ErrorCode.WRITE_FAILED, "the bytes read back differ from those written")
         check(written)
@@ -494,6 +530,30 @@ def _write_local(parts: Parts, path: str, check: Callable[[bytes], None]) -> Non
         raise DeidError(
             ErrorCode.WRITE_FAILED, f"writing the output failed ({type(exc).__name__})"
         ) from None
+
+
+def _write_and_read_back(path: str, parts: Parts) -> bytes:
+    """Create ``path`` (it must not exist), write the pieces, and return what the file holds.
+
+    One descriptor for both (plain ``os`` calls: no buffered file objects).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        total = 0
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                count = os.write(fd, view)
+                view = view[count:]
+                total += count
+        chunks: list[bytes] = []
+        offset = 0
+        while chunk := os.pread(fd, total - offset + 1, offset):  # +1: sees any bytes beyond
+            chunks.append(chunk)
+            offset += len(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _same_bytes(written: bytes, parts: Parts) -> bool:

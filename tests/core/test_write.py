@@ -9,6 +9,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
@@ -16,6 +17,7 @@ from pydicom.filewriter import write_data_element
 from dicomscrub.core.pipeline import DEFER_SIZE, Engine, encode
 from dicomscrub.core.read import raw_value, read_dataset
 from dicomscrub.core.write import (
+    encode_number_element,
     encode_parts,
     encode_sequence,
     original_spans,
@@ -134,6 +136,40 @@ def test_sequences_are_encoded_as_pydicom_encodes_them(engine: Engine, name: str
         compared += 1
     if name in WITH_CHANGED_SEQUENCES:
         assert compared > 0, name
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [
+        ("US", 1),
+        ("US", [0, 65535]),
+        ("SS", -3),
+        ("UL", 4_000_000_000),
+        ("SL", [-1, 2]),
+        ("FL", 1.5),
+        ("FD", [0.1, -2]),
+        ("US", None),
+        ("SS", []),
+    ],
+)
+@pytest.mark.parametrize("encoding", [(False, True), (True, True), (False, False)])
+def test_numbers_are_encoded_as_pydicom_encodes_them(
+    vr: str, value: Any, encoding: tuple[bool, bool]
+) -> None:
+    element = DataElement(0x00181234, vr, value)
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    write_data_element(buffer, element, ["iso8859"])
+    assert encode_number_element(element, *encoding) == buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [("US", 70000), ("SS", 1.5), ("US", True), ("LO", "x"), ("US", "3")],
+)
+def test_numbers_pydicom_must_write_are_left_to_it(vr: str, value: Any) -> None:
+    element = DataElement(0x00181234, vr, value, validation_mode=0)
+    assert encode_number_element(element, False, True) is None
 
 
 def test_same_location_sees_links_and_new_files(tmp_path: Path) -> None:
