@@ -446,8 +446,11 @@ def _street_suffixes() -> str:
 
 
 _STREET_SUFFIX = _street_suffixes()
+# a street line's number, name and type are on one line: in OCR text a line is one row of
+# text ("1975\nA79510249\nF Aly" is a birth date, an accession number and "F 41Y" misread)
 _STREET_RE = re.compile(
-    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+((?:[A-Za-z0-9'.-]{{1,30}}\s+){{1,4}}?){_STREET_SUFFIX}\.?(?!\w)"
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?[ \t]+((?:[A-Za-z0-9'.-]{{1,30}}[ \t]+){{1,4}}?)"
+    rf"{_STREET_SUFFIX}\.?(?!\w)"
     r"(?:\s*,?\s*(?:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?",
     _I,
 )
@@ -464,7 +467,7 @@ _CITY_STATE_ZIP = re.compile(
 # "2884 Harris Plain, New Adamfurt, AK 71059": any house number and capitalised words
 # directly before a city, state and ZIP are a street line
 _STREET_BEFORE_CITY = re.compile(
-    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,4}}"
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?[ \t]+{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,4}}"
     r"(?:\s*,?\s*(?i:apt|apartment|suite|ste|unit|#)\.?\s*#?\s*[\w-]+)?,\s*"
     rf"(?={_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}},\s*(?:{_US_STATES})\.?,?\s+\d{{5}})"
 )
