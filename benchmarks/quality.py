@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report.to_dict(), indent=1))
         return 0
     print(
-        f"dicomscrub {engine.policy.name} policy on the synthetic corpus "
+        f"dicomscrub {_described(engine)} on the synthetic corpus "
         f"(`dicomscrub samples generate --seed {args.seed} --patients {args.patients}`: "
         f"{files} files), scored by `dicomscrub eval`; {seconds:.0f} s on this machine.\n"
     )
@@ -135,7 +135,7 @@ def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
         shutil.rmtree(out / f"seed-{seed}", ignore_errors=True)
     seconds = time.perf_counter() - started
     print(
-        f"dicomscrub {engine.policy.name} policy on {len(seeds)} synthetic corpora "
+        f"dicomscrub {_described(engine)} on {len(seeds)} synthetic corpora "
         f"(`dicomscrub samples generate --seed S --patients {patients}` for S in "
         f"{seeds[0]}..{seeds[-1]}: {files} files), scored by `dicomscrub eval`; "
         f"{seconds:.0f} s on this machine.\n"
@@ -143,6 +143,17 @@ def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
     _table({name: (t[0], t[1]) for name, t in totals.items()})
     print("\n" + ("\n".join(notes) if notes else "No leaks, failures or problems."))
     return 0
+
+
+def _described(engine: Any) -> str:
+    """``default policy, pixels phi, OCR tesserocr``: the policy and what reads the pixels."""
+    from dicomscrub.core.ocr import get_backend
+
+    pixels = engine.policy.pixels
+    if pixels.mode == "off":
+        return f"{engine.policy.name} policy, pixels off"
+    backend = get_backend(pixels.ocr_backend).name
+    return f"{engine.policy.name} policy, pixels {pixels.mode}, OCR {backend}"
 
 
 def _table(counts: dict[str, tuple[int, int]]) -> None:
