@@ -599,11 +599,15 @@ def ocr_digit_view(text: str) -> str:
     """Return ``text`` with OCR letter/digit confusions fixed inside number-like words.
 
     A word that is mostly digits has O/o/Q/D read as 0, I/l/|/! as 1, S as 5,
-    B as 8, Z as 2 and G as 6. The result has the same length, so offsets
+    B as 8, Z as 2 and G as 6. Slashes, dots and dashes inside a word do not
+    end it: a date is one word, so its 2-digit day or month is judged with
+    the rest (``Q5/22/1949``). The result has the same length, so offsets
     still point into the original.
 
     >>> ocr_digit_view("MRN 0OO79241S39 Sag Liver")
     'MRN 00079241539 Sag Liver'
+    >>> ocr_digit_view("DOB Q5/2Z/1949 5.0mm 30-SEP-2020")
+    'DOB 05/22/1949 5.0mm 30-SEP-2020'
     """
     table = str.maketrans("OoQDIl|!SBZG", "000011115826")
 
@@ -614,7 +618,10 @@ def ocr_digit_view(text: str) -> str:
             return word.translate(table)
         return word
 
-    return re.sub(r"[\w|!]+", fix, text)
+    return _NUMBER_WORD.sub(fix, text)
+
+
+_NUMBER_WORD = re.compile(r"[\w|!]+(?:[/.-][\w|!]+)*")
 
 
 # ---------------------------------------------------------------------------- finders
