@@ -160,7 +160,7 @@ def encode_number_element(element: Any, implicit: bool, little: bool) -> bytes |
 
     >>> from pydicom.dataelem import DataElement
     >>> encode_number_element(DataElement(0x00280103, "US", 1), False, True)
-    b'(\x00\x03\x01US\x02\x00\x01\x00'
+    b'(\\x00\\x03\\x01US\\x02\\x00\\x01\\x00'
     """
     code = _BINARY_NUMBERS.get(element.VR)
     if code is None or element.is_raw:
