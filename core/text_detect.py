@@ -1076,11 +1076,59 @@ class _DenyMatcher:
                 if score * 100.0 >= self.threshold:
                     yield Span(match.start(), match.end(), "ID", "denylist", round(score, 3))
                     break
+        for match in _MIXED_WORD.finditer(text):
+            word = match.group()
+            digits = sum(c.isdigit() for c in word)
+            if digits == len(word) or 2 * digits < len(word):
+                continue  # a digit run (above), or mostly letters: a word, not a misread ID
+            for candidate in self.id_digits:
+                if len(candidate) == len(word) and _digit_shapes_match(word, candidate):
+                    yield Span(match.start(), match.end(), "ID", "denylist", 0.8)
+                    break
 
 
 #: Digits of an ID as OCR reads them: spaces or dashes between, never a line break (the
 #: "5" of "5.0mm" on the next line is not the ID's last digit).
 _ID_DIGIT_RUN = re.compile(r"(?<![\w.])\d[\d \t-]{3,}\d(?![\w.])")
+#: A word of 6+ letters and digits: a numeric ID read with some digits as letters.
+_MIXED_WORD = re.compile(r"(?<![\w.])[^\W_]{6,}(?![\w.])")
+#: Letters that OCR reads for each digit in small or bitmap type.
+_DIGIT_SHAPES = {
+    "0": "OoQDUC",
+    "1": "IilL|!TJ",
+    "2": "Zz",
+    "3": "EBJ",
+    "4": "Ah",
+    "5": "Ss",
+    "6": "Gb",
+    "7": "TFY",
+    "8": "BSE",
+    "9": "gqP",
+}
+
+
+def _digit_shapes_match(word: str, digits: str) -> bool:
+    """True when ``word`` (as long as ``digits``) is ``digits`` with letters for some of them.
+
+    Each digit of the word must be the ID's digit there, each letter one OCR reads
+    for that digit; one position may differ in any way.
+
+    >>> _digit_shapes_match("FIS7797E", "79877978")  # 7->F, 8->S, 8->E; the I unexplained
+    True
+    >>> _digit_shapes_match("SE2T3A", "582734")
+    True
+    >>> _digit_shapes_match("b10x0x", "610002")  # two positions unexplained
+    False
+    """
+    misses = 0
+    for char, digit in zip(word, digits, strict=True):
+        if char != digit and char not in _DIGIT_SHAPES[digit]:
+            misses += 1
+            if misses > 1:
+                return False
+    return True
+
+
 _OCR_LETTERS = str.maketrans("0158629", "oisbgzq")
 _INNER_DIGITS = re.compile(r"(?<=[^\W\d_])\d{1,2}(?=[^\W\d_])")
 
