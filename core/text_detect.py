@@ -1078,8 +1078,8 @@ class _DenyMatcher:
                     break
         for match in _MIXED_WORD.finditer(text):
             word = match.group()
-            digits = sum(c.isdigit() for c in word)
-            if digits == len(word) or 2 * digits < len(word):
+            shown = sum(c.isdigit() for c in word)
+            if shown == len(word) or 2 * shown < len(word):
                 continue  # a digit run (above), or mostly letters: a word, not a misread ID
             for candidate in self.id_digits:
                 if len(candidate) == len(word) and _digit_shapes_match(word, candidate):
