@@ -1002,7 +1002,47 @@ class _DenyMatcher:
                         i += 2
                         continue
             i += 1
+        if ocr and marks:
+            marks.extend(self._beside_name_parts(text, tokens, marks))
+            marks.sort()
         yield from self._runs(text, marks)
+
+    def _beside_name_parts(
+        self,
+        text: str,
+        tokens: list[re.Match[str]],
+        marks: list[tuple[int, int, str, float, bool]],
+    ) -> Iterator[tuple[int, int, str, float, bool]]:
+        """OCR: a damaged word right beside a name part read exactly, on its line, is
+        another part of the name when it is :data:`NEAR_WORD_RATIO` like it
+        (``CRATG* JAMES`` for ``CRAIG^JAMES``: one letter wrong in five is too many alone).
+        """
+        exact = {(m[0], m[1]) for m in marks if m[2] == "PERSON" and m[3] == 1.0}
+        if not exact:
+            return
+        marked = [(m[0], m[1]) for m in marks]
+        for index, token in enumerate(tokens):
+            if any(start <= token.start() < end for start, end in marked):
+                continue
+            folded = fold(token.group())
+            if len(folded) < 4 or not folded.isalpha() or self.vocab.is_safe_word(folded):
+                continue
+            for other in (index - 1, index + 1):
+                if not 0 <= other < len(tokens):
+                    continue
+                near = tokens[other]
+                if (near.start(), near.end()) not in exact:
+                    continue
+                gap = text[min(token.end(), near.end()) : max(token.start(), near.start())]
+                if len(gap) > 3 or "\n" in gap:
+                    continue
+                others = [p for p in self.parts if p != fold(near.group())]
+                best = process.extractOne(
+                    folded, others, scorer=_ocr_scorer, score_cutoff=NEAR_WORD_RATIO
+                )
+                if best is not None:
+                    yield token.start(), token.end(), "PERSON", round(best[1] / 100.0, 3), True
+                    break
 
     def _caret_read_as_digit(self, folded: str) -> tuple[str, float, bool] | None:
         """A whole name run together with its caret read as a digit ("MATTHEWS4NICOLE").
