@@ -1021,6 +1021,7 @@ class _DenyMatcher:
         if not exact:
             return
         marked = [(m[0], m[1]) for m in marks]
+        parts = list(self.parts)
         for index, token in enumerate(tokens):
             if any(start <= token.start() < end for start, end in marked):
                 continue
@@ -1036,7 +1037,8 @@ class _DenyMatcher:
                 gap = text[min(token.end(), near.end()) : max(token.start(), near.start())]
                 if len(gap) > 3 or "\n" in gap:
                     continue
-                others = [p for p in self.parts if p != fold(near.group())]
+                exact_part = fold(near.group())
+                others = [p for p in parts if p != exact_part]
                 best = process.extractOne(
                     folded, others, scorer=_ocr_scorer, score_cutoff=NEAR_WORD_RATIO
                 )

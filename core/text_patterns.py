@@ -609,19 +609,20 @@ def ocr_digit_view(text: str) -> str:
     >>> ocr_digit_view("DOB Q5/2Z/1949 5.0mm 30-SEP-2020")
     'DOB 05/22/1949 5.0mm 30-SEP-2020'
     """
-    table = str.maketrans("OoQDIl|!SBZG", "000011115826")
-
-    def fix(match: re.Match[str]) -> str:
-        word = match.group()
-        digits = sum(ch.isdigit() for ch in word)
-        if digits >= 3 and digits >= 0.6 * len(word):
-            return word.translate(table)
-        return word
-
-    return _NUMBER_WORD.sub(fix, text)
+    return _NUMBER_WORD.sub(_digits_fixed, text)
 
 
 _NUMBER_WORD = re.compile(r"[\w|!]+(?:[/.-][\w|!]+)*")
+_OCR_DIGITS = str.maketrans("OoQDIl|!SBZG", "000011115826")
+
+
+def _digits_fixed(match: re.Match[str]) -> str:
+    """A word of :func:`ocr_digit_view`, its letters read as digits when it is mostly digits."""
+    word = match.group()
+    digits = sum(ch.isdigit() for ch in word)
+    if digits >= 3 and digits >= 0.6 * len(word):
+        return word.translate(_OCR_DIGITS)
+    return word
 
 
 # ---------------------------------------------------------------------------- finders

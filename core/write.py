@@ -172,12 +172,9 @@ def encode_number_element(element: Any, implicit: bool, little: bool) -> bytes |
         values = list(value)
     else:
         values = [value]
-    integral = code not in "fd"
-    for number in values:
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            return None
-        if integral and not isinstance(number, int):
-            return None
+    kinds = (int, float) if code in "fd" else int
+    if any(isinstance(n, bool) or not isinstance(n, kinds) for n in values):
+        return None
     try:
         data = struct.pack(("<" if little else ">") + code * len(values), *values)
     except struct.error:
