@@ -363,6 +363,9 @@ def read_regions(
     as separate lines (the second one's line numbers offset by
     :data:`ROTATED_LINE_OFFSET`): the wrong way up usually reads as noise, but
     tesseract is sometimes confident about noise, so the classifier sees both.
+    A region that reads as nothing while others on the page read is read once
+    more on a page of its own (tesseract rarely drops a whole line of a stacked
+    page that it reads alone without fault).
 
     Readings are cached per backend by the crop's content (a keyed digest of
     its pixels, kept in memory only, at most :data:`CACHE_SIZE` crops): the
@@ -401,6 +404,14 @@ def read_regions(
     keys = list(todo)
     first = [todo[k][0][0] for k in keys]
     read = _read_stacked(backend, [items[i] for i in first])
+    unread = [j for j, words in enumerate(read) if not words]
+    if unread and len(unread) < len(read):
+        # Tesseract reads the stacked page as one block and, rarely, drops a whole line of
+        # it that it reads alone without fault: the regions that read as nothing get one
+        # more call, on a page of their own (the same page again would read the same).
+        again = _read_stacked(backend, [items[first[j]] for j in unread])
+        for j, words in zip(unread, again, strict=True):
+            read[j] = words
     with _CACHE_LOCK:
         for key, words in zip(keys, read, strict=True):
             origin = todo[key][0][1]

@@ -120,3 +120,54 @@ def test_repeated_crops_are_read_once_until_the_cache_is_cleared(backend: OcrBac
     clear_cache()
     read_regions(counting, [(view, region)])
     assert counting.calls == 2
+
+
+class _DropsALine:
+    """A real backend that loses one line of the first page holding ``word``.
+
+    Tesseract reads a stacked page as one block and now and then returns nothing
+    for one of its lines (seen on a CT caption in a condensed font that it reads
+    alone without fault); this reproduces that on demand.
+    """
+
+    def __init__(self, inner: OcrBackend, word: str) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.word = word
+        self.dropped = False
+        self.calls = 0
+
+    def read(self, image: NDArray[np.uint8]) -> list[Word]:
+        self.calls += 1
+        words = self.inner.read(image)
+        lost = {w.line for w in words if w.text == self.word}
+        if lost and not self.dropped:
+            self.dropped = True
+            words = [w for w in words if w.line not in lost]
+        return words
+
+
+def test_a_region_read_as_nothing_is_read_again(backend: OcrBackend) -> None:
+    view = _view(
+        [((4, 4), "SAUNDERS ERIN", 14), ((220, 4), "Davis Memorial Hospital", 14)], (460, 30)
+    )
+    regions = propose_text_regions(view)
+    assert len(regions) == 2
+    clear_cache()
+    dropping = _DropsALine(backend, "Memorial")
+    readings = read_regions(dropping, [(view, r) for r in regions])
+    assert dropping.dropped
+    assert dropping.calls == 2  # the stacked page, then the region it lost on its own
+    assert {"SAUNDERS", "ERIN", "Davis", "Memorial", "Hospital"} <= {
+        w.text for ws in readings for w in ws
+    }
+
+
+def test_regions_that_all_read_as_nothing_are_not_read_again(backend: OcrBackend) -> None:
+    view = np.zeros((40, 200), np.uint8)
+    clear_cache()
+    counting = _Counting(backend)
+    assert read_regions(
+        counting, [(view, Region((10, 10, 80, 14))), (view, Region((100, 10, 80, 14)))]
+    ) == [[], []]
+    assert counting.calls == 1  # the same page again would read the same
