@@ -70,6 +70,8 @@ PIXEL_TAG = "(7FE0,0010)"
 #: NER-only spans are masked when OCR read their words at least this confidently; deny-list and
 #: pattern spans are masked whatever the OCR confidence.
 MIN_NER_OCR_CONFIDENCE = 0.7
+#: Words of a PHI span's line read below this confidence are taken to be part of the caption.
+GARBLED_CONFIDENCE = 0.6
 #: Institution names and addresses fill their caption line: mask the whole line when a span of
 #: these types hits it (the detector may match only the distinctive word of a name).
 WHOLE_LINE_TYPES = frozenset({"ORG", "LOCATION"})
@@ -704,6 +706,8 @@ def classify(
                     continue  # NER on OCR noise (speckle, anatomy edges read as letters)
                 if span.entity_type == "PERSON":
                     group = _with_title(group, line)
+                if _rest_garbled(group, line):
+                    group = list(line)
                 targets = [(group, line, region)]
                 if span.entity_type in WHOLE_LINE_TYPES:
                     # "Memorial Hospital" after a matched "Richard": the whole caption, including
@@ -948,6 +952,24 @@ def _caption(frame: FrameText, line: list[Word], region: Box) -> list[tuple[list
 def _runs_down(region: Box) -> bool:
     """Whether a line's region is a rotated line, running down the image (taller than wide)."""
     return region[3] > 2 * region[2]
+
+
+def _rest_garbled(group: Sequence[Word], line: Sequence[Word]) -> bool:
+    """Whether every word of ``line`` outside a PHI span's ``group`` is read too poorly to trust.
+
+    Such words are misread pieces of the same caption more likely than labels
+    (``Wms Memo espa`` for Williams Memorial Hospital, with ``espa`` at 0.52): the
+    span then takes the whole line.
+
+    Examples
+    --------
+    >>> w = lambda text, conf: Word(text, (0, 0, 5, 5), conf)
+    >>> line = [w("Wms", 0.28), w("Memo", 0.0), w("espa", 0.52)]
+    >>> _rest_garbled(line[:2], line), _rest_garbled(line[:2], line[:2] + [w("L", 0.9)])
+    (True, False)
+    """
+    rest = [w for w in line if not any(w is g for g in group)]
+    return bool(rest) and all(w.confidence < GARBLED_CONFIDENCE for w in rest)
 
 
 def _plausible_words(words: Sequence[Word]) -> bool:

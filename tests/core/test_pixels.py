@@ -537,6 +537,31 @@ def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
     assert [(f.entity_type, f.text) for f in found] == [("DATE", "07/15/2618")]
 
 
+def test_span_takes_its_line_when_the_rest_is_garbled() -> None:
+    """A held-out font read "Williams Memorial Hospital" as "Wms Memo espa" (pytesseract, in
+    one stacked page): "Wms Memo" was found, and "espa" (0.52), the misread "Hospital", must go
+    with it; a confidently read label beside a PHI span on its line stays."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import TextDetector
+
+    garbled = [
+        Word("Wms", (346, 8, 30, 13), 0.28),
+        Word("Memo", (380, 8, 40, 13), 0.0),
+        Word("espa", (450, 8, 54, 13), 0.52),
+    ]
+    dated = [Word("07/15/2018", (8, 40, 80, 12), 0.9), Word("C5-1", (100, 40, 30, 12), 0.9)]
+    frame = FrameText([garbled, dated], [(346, 8, 158, 13), (8, 40, 122, 12)])
+    found = classify([frame], TextDetector(Policy().text), mode="phi")
+    boxes = {f.entity_type: f.box for f in found}
+    assert set(boxes) == {"PERSON", "DATE"}
+    x, _, w, _ = boxes["PERSON"]
+    assert x <= 346  # the whole caption
+    assert x + w >= 504
+    x, _, w, _ = boxes["DATE"]
+    assert x + w < 100  # not the label
+
+
 def test_all_text_mode_masks_what_phi_mode_masks() -> None:
     """all_text masks every line read as text, and also the record's name read with too
     little confidence to count as text (tesseract gave "NGUYEN*SHEILA" 0.0); a name on a
