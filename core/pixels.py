@@ -758,9 +758,13 @@ def _inside(inner: Box, outer: Box) -> bool:
     )
 
 
-#: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font):
-#: masked in ``phi`` mode even when the detector cannot parse it.
-_DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
+#: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font)
+#: or to its month's letters ("01-4AN-2024" for 01-JAN-2024 in a bold one): masked in ``phi``
+#: mode even when the detector cannot parse it.
+_DATE_SHAPE = re.compile(
+    r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
+    r"|\d{1,2}-(?=\d{0,2}[A-Za-z])[A-Za-z\d]{3}-(\d{2}|\d{4})"
+)
 
 
 def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[Finding]:
