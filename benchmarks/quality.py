@@ -13,6 +13,10 @@ Options: ``--seed N``, ``--patients N``, ``--out DIR`` (default
 of them: the table then sums every metric over the seeds, and every leak and
 problem is listed with its seed. One seed's corpus places text one way; a sweep
 finds what only some layouts, names and OCR readings bring out.
+
+``--faces held-out-1`` (or ``held-out-2``) draws the burned-in text in DejaVu
+faces the corpus never uses (condensed and oblique, or bold and oblique, see
+:data:`HELD_OUT_FACES`): the same layouts, in type the engine was not tuned on.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ README_METRICS = (
     ("valid_dicom", "Valid DICOM outputs"),
 )
 
+#: Other faces of the corpus fonts (``sample_images.FONT_FILES``), Debian ``fonts-dejavu-core``.
+HELD_OUT_FACES = {
+    "held-out-1": {
+        "dejavu-sans-mono": "DejaVuSansMono-Oblique.ttf",
+        "dejavu-sans": "DejaVuSansCondensed.ttf",
+        "dejavu-sans-bold": "DejaVuSansCondensed-Bold.ttf",
+        "dejavu-serif": "DejaVuSerifCondensed.ttf",
+    },
+    "held-out-2": {
+        "dejavu-sans-mono": "DejaVuSansMono-Bold.ttf",
+        "dejavu-sans": "DejaVuSans-Oblique.ttf",
+        "dejavu-sans-bold": "DejaVuSans-BoldOblique.ttf",
+        "dejavu-serif": "DejaVuSerif-Bold.ttf",
+    },
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,20 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-out/quality")
     parser.add_argument("--policy", default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--faces", choices=sorted(HELD_OUT_FACES), default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    if args.faces is not None:
+        from dicomscrub.core import sample_images
+
+        sample_images.FONT_FILES.update(HELD_OUT_FACES[args.faces])
+        sample_images.load_font.cache_clear()
 
     from dicomscrub.core.pipeline import Engine
 
     engine = Engine(args.policy, secret="quality-benchmark-secret")
     if args.seeds is not None:
-        return _sweep(engine, _seed_list(args.seeds), args.patients, Path(args.out))
+        return _sweep(engine, _seed_list(args.seeds), args.patients, Path(args.out), args.faces)
     report, failed, files, seconds = _run_seed(engine, args.seed, args.patients, Path(args.out))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0
     print(
-        f"dicomscrub {_described(engine)} on the synthetic corpus "
+        f"dicomscrub {_described(engine, args.faces)} on the synthetic corpus "
         f"(`dicomscrub samples generate --seed {args.seed} --patients {args.patients}`: "
         f"{files} files), scored by `dicomscrub eval`; {seconds:.0f} s on this machine.\n"
     )
@@ -113,7 +139,7 @@ def _seed_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
+def _sweep(engine: Any, seeds: list[int], patients: int, out: Path, faces: str | None) -> int:
     """Run every seed; print the summed metrics, then each seed's leaks and problems."""
     totals: dict[str, list[int]] = {}
     notes: list[str] = []
@@ -135,7 +161,7 @@ def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
         shutil.rmtree(out / f"seed-{seed}", ignore_errors=True)
     seconds = time.perf_counter() - started
     print(
-        f"dicomscrub {_described(engine)} on {len(seeds)} synthetic corpora "
+        f"dicomscrub {_described(engine, faces)} on {len(seeds)} synthetic corpora "
         f"(`dicomscrub samples generate --seed S --patients {patients}` for S in "
         f"{seeds[0]}..{seeds[-1]}: {files} files), scored by `dicomscrub eval`; "
         f"{seconds:.0f} s on this machine.\n"
@@ -145,15 +171,17 @@ def _sweep(engine: Any, seeds: list[int], patients: int, out: Path) -> int:
     return 0
 
 
-def _described(engine: Any) -> str:
-    """``default policy, pixels phi, OCR tesserocr``: the policy and what reads the pixels."""
+def _described(engine: Any, faces: str | None = None) -> str:
+    """``default policy, pixels phi, OCR tesserocr``: the policy and what reads the pixels
+    (and ``, text in held-out-1 faces`` with ``--faces``)."""
     from dicomscrub.core.ocr import get_backend
 
     pixels = engine.policy.pixels
     if pixels.mode == "off":
         return f"{engine.policy.name} policy, pixels off"
     backend = get_backend(pixels.ocr_backend).name
-    return f"{engine.policy.name} policy, pixels {pixels.mode}, OCR {backend}"
+    drawn = f", text in {faces} faces" if faces else ""
+    return f"{engine.policy.name} policy, pixels {pixels.mode}, OCR {backend}{drawn}"
 
 
 def _table(counts: dict[str, tuple[int, int]]) -> None:

@@ -258,3 +258,24 @@ def test_us_banner_fits_long_names_on_a_narrow_cine() -> None:
             sizes.append(name.size)
     assert min(sizes) < 14  # shrunk where needed ...
     assert max(sizes) == 14  # ... else as before
+
+
+def test_quality_held_out_faces_are_other_faces_of_every_corpus_font() -> None:
+    """``benchmarks/quality.py --faces``: each held-out set maps every corpus font name to
+    another DejaVu face that is installed, so the held-out sweeps stay runnable."""
+    import importlib.util
+
+    from support import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("quality", REPO_ROOT / "benchmarks/quality.py")
+    assert spec is not None
+    assert spec.loader is not None
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    assert set(quality.HELD_OUT_FACES) == {"held-out-1", "held-out-2"}
+    for faces in quality.HELD_OUT_FACES.values():
+        assert set(faces) == set(sample_images.FONT_FILES)
+        for name, filename in faces.items():
+            assert filename != sample_images.FONT_FILES[name]
+            folders = sample_images.FONT_DIRS
+            assert any(Path(folder, filename).is_file() for folder in folders), filename
