@@ -734,7 +734,7 @@ def classify(
         }
         for line, region in zip(frame.lines, frame.regions, strict=True):
             for word in line:
-                if id(word) not in covered and _DATE_SHAPE.fullmatch(word.text):
+                if id(word) not in covered and _date_shaped(word.text):
                     box = _stretch(word.box, [word], line, region, view)
                     conf = round(float(word.confidence), 3)
                     findings.append(Finding(index, box, "DATE", "ocr", conf, word.text))
@@ -758,13 +758,36 @@ def _inside(inner: Box, outer: Box) -> bool:
     )
 
 
-#: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font)
-#: or to its month's letters ("01-4AN-2024" for 01-JAN-2024 in a bold one): masked in ``phi``
-#: mode even when the detector cannot parse it.
-_DATE_SHAPE = re.compile(
-    r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
-    r"|\d{1,2}-(?=\d{0,2}[A-Za-z])[A-Za-z\d]{3}-(\d{2}|\d{4})"
-)
+#: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font).
+_DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
+#: Day, three characters, year: a month-name date when the three are a month but one.
+_MONTH_DATE_SHAPE = re.compile(r"(\d{1,2})[-.]?([A-Za-z\d]{3})[-.]?(?:\d{2}|\d{4})")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _date_shaped(text: str) -> bool:
+    """Whether an OCR word is a date whatever OCR did to it: masked in ``phi`` mode even
+    when the detector cannot parse it.
+
+    Digits misread (``07/15/2618`` for 07/15/2018 in a dotted-zero font), or one letter
+    of a month name and a dash (``014AN-2024`` for 01-JAN-2024 in a bold font).
+
+    Examples
+    --------
+    >>> [_date_shaped(t) for t in ("07/15/2618", "014AN-2024", "01-JAN-2024", "22JUL1943")]
+    [True, True, True, True]
+    >>> [_date_shaped(t) for t in ("C5-1", "5.0mm", "12-ABC-2019", "3.2mAs", "01-4A4-2024")]
+    [False, False, False, False, False]
+    """
+    if _DATE_SHAPE.fullmatch(text):
+        return True
+    match = _MONTH_DATE_SHAPE.fullmatch(text)
+    if match is None or not 1 <= int(match.group(1)) <= 31:
+        return False
+    month = match.group(2).upper()
+    if sum(ch.isalpha() for ch in month) < 2:
+        return False
+    return any(sum(a != b for a, b in zip(month, name, strict=True)) <= 1 for name in _MONTHS)
 
 
 def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[Finding]:
