@@ -511,9 +511,13 @@ class _TermIndex:
     sort (no regular expression to compile), so the record's identifiers cost
     little; a search looks each run of the text up in the sorted terms.
 
-    >>> index = _TermIndex([("DOE^JANE", "PERSON"), ("07/22/1943", "DATE")])
+    Digits on two lines are never joined into one number.
+
+    >>> index = _TermIndex([("DOE^JANE", "PERSON"), ("07/22/1943", "DATE"), ("19444", "ID")])
     >>> [(s, e, t) for s, e, t in index.find("seen: Doe, Jane (07.22.1943); DOEJANES")]
     [(6, 15, 'PERSON'), (17, 27, 'DATE')]
+    >>> list(index.find("DOB 12/05/1944\\n4")), list(index.find("ID 1944 4"))
+    ([], [(3, 9, 'ID')])
     """
 
     def __init__(self, terms: Iterable[tuple[str, str]]) -> None:
@@ -541,6 +545,8 @@ class _TermIndex:
                 continue
             joined, last, found = "", -1, ""
             for index in range(first, len(runs)):
+                if index > first and _digits_across_lines(text, runs[index - 1], runs[index]):
+                    break
                 joined += runs[index][2]
                 if joined in self.types:
                     last, found = index, joined
@@ -548,6 +554,14 @@ class _TermIndex:
                     break
             if last >= 0:
                 yield start, runs[last][1], self.types[found]
+
+
+def _digits_across_lines(
+    text: str, before: tuple[int, int, str], after: tuple[int, int, str]
+) -> bool:
+    """Whether two runs are digits on two lines: never one number (an ID ``19444`` is not the
+    year ending a birth date and a chart mark ``4`` on the row below)."""
+    return before[2][-1].isdigit() and after[2][0].isdigit() and "\n" in text[before[1] : after[0]]
 
 
 def ocr_ratio(a: str, b: str) -> float:
