@@ -761,7 +761,8 @@ def _inside(inner: Box, outer: Box) -> bool:
 #: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font).
 _DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
 #: Day, three characters, year: a month-name date when the three are a month but one.
-_MONTH_DATE_SHAPE = re.compile(r"(\d{1,2})[-.]?([A-Za-z\d]{3})[-.]?(?:\d{2}|\d{4})")
+_MONTH_DATE_SHAPE = re.compile(r"([\dOoQDIl|]{1,2})[-.\d]?([A-Za-z\d]{3})[-.]?(?:\d{2}|\d{4})")
+_DAY_DIGITS = str.maketrans("OoQDIl|", "0000111")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
@@ -770,19 +771,25 @@ def _date_shaped(text: str) -> bool:
     when the detector cannot parse it.
 
     Digits misread (``07/15/2618`` for 07/15/2018 in a dotted-zero font), or one letter
-    of a month name and a dash (``014AN-2024`` for 01-JAN-2024 in a bold font).
+    of a month name and a dash (``014AN-2024`` for 01-JAN-2024 in a bold font), or the
+    dash after the day read as a digit (``174JUL-2018``), or a day's 0 read as O
+    (``O1JUL-2019``).
 
     Examples
     --------
     >>> [_date_shaped(t) for t in ("07/15/2618", "014AN-2024", "01-JAN-2024", "22JUL1943")]
     [True, True, True, True]
+    >>> _date_shaped("174JUL-2018"), _date_shaped("O1JUL-2019"), _date_shaped("OIJUL-2019")
+    (True, True, False)
     >>> [_date_shaped(t) for t in ("C5-1", "5.0mm", "12-ABC-2019", "3.2mAs", "01-4A4-2024")]
     [False, False, False, False, False]
     """
     if _DATE_SHAPE.fullmatch(text):
         return True
     match = _MONTH_DATE_SHAPE.fullmatch(text)
-    if match is None or not 1 <= int(match.group(1)) <= 31:
+    if match is None or not any(ch.isdigit() for ch in match.group(1)):
+        return False
+    if not 1 <= int(match.group(1).translate(_DAY_DIGITS)) <= 31:
         return False
     month = match.group(2).upper()
     if sum(ch.isalpha() for ch in month) < 2:

@@ -538,20 +538,23 @@ def test_phi_mode_keeps_labels_and_masks_misread_dates() -> None:
 
 
 def test_month_name_date_with_a_misread_month_is_masked() -> None:
-    """A bold mono font's 01-JAN-2024 read as "01-4AN-2024" or "014AN-2024" (held-out fonts,
-    seed 934, three CT slices): no pattern parses it, its shape is a date's; the probe "C5-1"
-    and a label of a day's shape but no month stay."""
+    """A bold mono font's 01-JAN-2024 read as "01-4AN-2024" or "014AN-2024", 17-JUL-2018 as
+    "174JUL-2018", 01-JUL-2019 as "O1JUL-2019" (held-out fonts, seeds 934, 994, 1004, CT
+    slices): no pattern parses them, their shape is a date's; the probe "C5-1" and a label
+    of a day's shape but no month stay."""
     from dicomscrub.core.ocr import Word
     from dicomscrub.core.pixels import FrameText, classify
     from dicomscrub.core.text_detect import TextDetector
 
-    read = ["01-4AN-2024", "014AN-2024", "C5-1", "12-ABC-2019"]
+    read = ["01-4AN-2024", "014AN-2024", "174JUL-2018", "O1JUL-2019", "C5-1", "12-ABC-2019"]
     lines = [[Word(text, (400, 30 * i, 90, 12), 0.45)] for i, text in enumerate(read)]
     frame = FrameText(lines, [(400, 30 * i, 90, 12) for i in range(len(read))])
     found = classify([frame], TextDetector(Policy().text), mode="phi")
     assert [(f.entity_type, f.text) for f in found] == [
         ("DATE", "01-4AN-2024"),
         ("DATE", "014AN-2024"),
+        ("DATE", "174JUL-2018"),
+        ("DATE", "O1JUL-2019"),
     ]
 
 
