@@ -55,6 +55,7 @@ from .errors import DeidError, ErrorCode, is_library_failure
 from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
+from .text_patterns import MONTHS, OCR_DIGITS
 from .text_regions import (
     STROKE,
     FrameChange,
@@ -762,8 +763,6 @@ def _inside(inner: Box, outer: Box) -> bool:
 _DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
 #: Day, three characters, year: a month-name date when the three are a month but one.
 _MONTH_DATE_SHAPE = re.compile(r"([\dOoQDIl|]{1,2})[-.\d]?([A-Za-z\d]{3})[-.]?(?:\d{2}|\d{4})")
-_DAY_DIGITS = str.maketrans("OoQDIl|", "0000111")
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
 def _date_shaped(text: str) -> bool:
@@ -789,12 +788,12 @@ def _date_shaped(text: str) -> bool:
     match = _MONTH_DATE_SHAPE.fullmatch(text)
     if match is None or not any(ch.isdigit() for ch in match.group(1)):
         return False
-    if not 1 <= int(match.group(1).translate(_DAY_DIGITS)) <= 31:
+    if not 1 <= int(match.group(1).translate(OCR_DIGITS)) <= 31:
         return False
     month = match.group(2).upper()
     if sum(ch.isalpha() for ch in month) < 2:
         return False
-    return any(sum(a != b for a, b in zip(month, name, strict=True)) <= 1 for name in _MONTHS)
+    return any(sum(a != b for a, b in zip(month, name, strict=True)) <= 1 for name in MONTHS)
 
 
 def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[Finding]:

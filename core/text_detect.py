@@ -51,6 +51,7 @@ from .policy import TextPolicy
 from .text_patterns import (
     DEVICE_KEYWORDS,
     ENTITY_TYPES,
+    MONTHS,
     WORD_RE,
     Span,
     Vocabulary,
@@ -146,7 +147,6 @@ _NAME_AFFIXES = frozenset(
         "frcr",
     ]
 )
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MAX_WALK_DEPTH = 64
 
 
@@ -420,7 +420,7 @@ def _date_forms(value: str) -> frozenset[str]:
         return frozenset({text} if len(text) >= 6 else ())
     y, m, d = day.year, day.month, day.day
     yy = f"{y % 100:02d}"
-    mon = _MONTHS[m - 1]
+    mon = MONTHS[m - 1]
     month = day.strftime("%B")
     forms = {
         f"{y:04d}{m:02d}{d:02d}",

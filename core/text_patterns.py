@@ -242,6 +242,8 @@ def vocabulary() -> Vocabulary:
 
 # ---------------------------------------------------------------------------- regexes
 
+#: Month abbreviations as DICOM screens print dates (``22-JUL-1943``).
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
@@ -613,7 +615,8 @@ def ocr_digit_view(text: str) -> str:
 
 
 _NUMBER_WORD = re.compile(r"[\w|!]+(?:[/.-][\w|!]+)*")
-_OCR_DIGITS = str.maketrans("OoQDIl|!SBZG", "000011115826")
+#: Letters OCR reads for digits, as a ``str.translate`` table (O/o/Q/D -> 0, I/l/|/! -> 1, ...).
+OCR_DIGITS = str.maketrans("OoQDIl|!SBZG", "000011115826")
 
 
 def _digits_fixed(match: re.Match[str]) -> str:
@@ -621,7 +624,7 @@ def _digits_fixed(match: re.Match[str]) -> str:
     word = match.group()
     digits = sum(ch.isdigit() for ch in word)
     if digits >= 3 and digits >= 0.6 * len(word):
-        return word.translate(_OCR_DIGITS)
+        return word.translate(OCR_DIGITS)
     return word
 
 
