@@ -38,9 +38,10 @@ too_many_pixels
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -733,12 +734,21 @@ def classify(
         covered = {
             id(w) for s, e, w in offsets for span in spans if s < span.end and e > span.start
         }
-        for line, region in zip(frame.lines, frame.regions, strict=True):
-            for word in line:
-                if id(word) not in covered and _date_shaped(word.text):
-                    box = _stretch(word.box, [word], line, region, view)
-                    conf = round(float(word.confidence), 3)
-                    findings.append(Finding(index, box, "DATE", "ocr", conf, word.text))
+        # dates no span covers, read as one word or split in two or three at a separator
+        # (a split may run over two lines of one row: the finder cut the row at the space)
+        owners = {
+            id(w): (line, region)
+            for line, region in zip(frame.lines, frame.regions, strict=True)
+            for w in line
+        }
+        for row in frame.rows():
+            for group in _dates_in([w for line in row for w in line], covered):
+                text_read = " ".join(w.text for w in group)
+                for line, region in {id(owners[id(w)][0]): owners[id(w)] for w in group}.values():
+                    part = [w for w in group if any(w is x for x in line)]
+                    box = _stretch(_union([w.box for w in part]), part, line, region, view)
+                    conf = round(float(min(w.confidence for w in part)), 3)
+                    findings.append(Finding(index, box, "DATE", "ocr", conf, text_read))
     if mode == "all_text":  # a PHI box inside a masked line is that line's (one record)
         lines = [f for f in findings if f.entity_type == "TEXT"]
         findings = [
@@ -762,7 +772,41 @@ def _inside(inner: Box, outer: Box) -> bool:
 #: A date whatever OCR did to its digits ("07/15/2618" for 07/15/2018 in a dotted-zero font).
 _DATE_SHAPE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](\d{2}|\d{4})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}")
 #: Day, three characters, year: a month-name date when the three are a month but one.
-_MONTH_DATE_SHAPE = re.compile(r"([\dOoQDIl|]{1,2})[-.\d]?([A-Za-z\d]{3})[-.]?(?:\d{2}|\d{4})")
+_MONTH_DATE_SHAPE = re.compile(
+    r"([\dOoQDIl|]{1,2})[-.\d]?([A-Za-z\d]{3})[-.]?(\d{2}|[\dOoQDIl|]{4})"
+)
+#: A numeric date with letters for some digits ("O1/O5/2O24"): read as digits when it
+#: has at least four real ones.
+_LETTERED_DATE = re.compile(r"[\dOoQDIl|]{1,4}(?:[/.-][\dOoQDIl|]{1,4}){2}")
+_DATE_SEPARATORS = "/.-"
+
+
+def _dates_in(words: list[Word], covered: set[int]) -> Iterator[list[Word]]:
+    """Words of one row (left to right) no span covers that are a date
+    (:func:`_date_shaped`), alone or as two or three words split at a separator, close
+    together (``01/05/ 2024``: OCR read a space).
+
+    >>> row = [Word(t, (40 * i, 0, 36, 12), 0.9) for i, t in enumerate(("DOB", "01/05/", "2O24"))]
+    >>> [[w.text for w in g] for g in _dates_in(row, set())]
+    [['01/05/', '2O24']]
+    """
+    i = 0
+    while i < len(words):
+        for size in (3, 2, 1):
+            group = words[i : i + size]
+            if len(group) < size or any(id(w) in covered for w in group):
+                continue
+            split = all(
+                (a.text[-1:] in _DATE_SEPARATORS or b.text[:1] in _DATE_SEPARATORS)
+                and b.box[0] - (a.box[0] + a.box[2]) <= 2 * max(a.box[3], b.box[3])
+                for a, b in itertools.pairwise(group)
+            )
+            if split and _date_shaped("".join(w.text for w in group)):
+                yield group
+                i += size
+                break
+        else:
+            i += 1
 
 
 def _date_shaped(text: str) -> bool:
@@ -772,7 +816,7 @@ def _date_shaped(text: str) -> bool:
     Digits misread (``07/15/2618`` for 07/15/2018 in a dotted-zero font), or one letter
     of a month name and a dash (``014AN-2024`` for 01-JAN-2024 in a bold font), or the
     dash after the day read as a digit (``174JUL-2018``), or a day's 0 read as O
-    (``O1JUL-2019``).
+    (``O1JUL-2019``, ``O1/O5/2O24``, ``05-JAN-2O24``).
 
     Examples
     --------
@@ -780,14 +824,24 @@ def _date_shaped(text: str) -> bool:
     [True, True, True, True]
     >>> _date_shaped("174JUL-2018"), _date_shaped("O1JUL-2019"), _date_shaped("OIJUL-2019")
     (True, True, False)
+    >>> _date_shaped("O1/O5/2O24"), _date_shaped("05-JAN-2O24"), _date_shaped("IO/OI/IOI")
+    (True, True, False)
     >>> [_date_shaped(t) for t in ("C5-1", "5.0mm", "12-ABC-2019", "3.2mAs", "01-4A4-2024")]
     [False, False, False, False, False]
     """
     if _DATE_SHAPE.fullmatch(text):
         return True
+    if (
+        _LETTERED_DATE.fullmatch(text)
+        and sum(ch.isdigit() for ch in text) >= 4
+        and _DATE_SHAPE.fullmatch(text.translate(OCR_DIGITS))
+    ):
+        return True
     match = _MONTH_DATE_SHAPE.fullmatch(text)
     if match is None or not any(ch.isdigit() for ch in match.group(1)):
         return False
+    if sum(ch.isdigit() for ch in match.group(3)) < len(match.group(3)) - 1:
+        return False  # at most one letter in the year
     if not 1 <= int(match.group(1).translate(OCR_DIGITS)) <= 31:
         return False
     month = match.group(2).upper()

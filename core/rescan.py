@@ -142,8 +142,8 @@ def input_identifiers(data: bytes, *, max_depth: int) -> tuple[Identifying, ...]
 
     >>> from pydicom.data import get_testdata_file
     >>> data = open(get_testdata_file("CT_small.dcm"), "rb").read()
-    >>> [keyword for keyword, vr, values in input_identifiers(data, max_depth=16)][:3]
-    ['Manufacturer', 'InstitutionName', 'StationName']
+    >>> [keyword for keyword, vr, values in input_identifiers(data, max_depth=16)][:5]
+    ['StudyDate', 'SeriesDate', 'AcquisitionDate', 'ContentDate', 'Manufacturer']
     """
     try:
         return _InputScan(data, max_depth).run()

@@ -52,6 +52,7 @@ from .text_patterns import (
     DEVICE_KEYWORDS,
     ENTITY_TYPES,
     MONTHS,
+    OCR_DIGITS,
     WORD_RE,
     Span,
     Vocabulary,
@@ -98,6 +99,11 @@ ID_KEYWORDS = frozenset(
 )
 #: Keywords holding dates that identify the patient (formatted every common way).
 DATE_KEYWORDS = frozenset({"PatientBirthDate"})
+#: Dates of the study, looked for (with the birth date) in OCR text as OCR misreads them.
+#: Not in the exact-match deny-list: under Retain Full Dates they stay in the header.
+EVENT_DATE_KEYWORDS = frozenset(
+    {"StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AcquisitionDateTime"}
+)
 ORG_KEYWORDS = frozenset(
     {"InstitutionName", "InstitutionalDepartmentName", "ResponsibleOrganization"}
 )
@@ -190,6 +196,7 @@ class RecordIdentifiers:
     names: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
+    event_dates: tuple[str, ...] = ()
     organizations: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
@@ -233,6 +240,8 @@ class RecordIdentifiers:
                 target = "ids"
             elif keyword in DATE_KEYWORDS:
                 target = "dates"
+            elif keyword in EVENT_DATE_KEYWORDS:
+                target = "event_dates"
             elif keyword in ORG_KEYWORDS:
                 target = "organizations"
             elif keyword in LOCATION_KEYWORDS:
@@ -875,6 +884,113 @@ class _PhoneDigits:
                     break
 
 
+class _RecordDates:
+    """The record's dates as OCR reads them: matched by digits and month, whatever the rest.
+
+    OCR breaks burned-in dates in ways no date pattern parses: a space after a
+    separator (``01/05/ 2024``), a slash read as ``1`` (``01105/2024``), zeros read
+    as ``O`` (``O1/O5/2O24``), one letter of the month wrong (``Jam 5, 2024``). Up to
+    five words on one line, made only of digits, letters OCR reads for digits,
+    separators and at most one month name, are one of the record's dates when:
+
+    * without a month name, their digits are the date's in one of the orders dates
+      are written in (year-month-day, month-day-year, day-month-year; two- or
+      four-digit year), or one edit away from an 8-digit order;
+    * with a month name one letter away from the date's month (at least two letters
+      right), their digits are the day and year, in either order.
+
+    At least four digits must be read as digits. OCR text only: in header text a
+    date is found by its patterns.
+
+    >>> dates = _RecordDates(["20240105"])
+    >>> text = "DATE 01/05/ 2024 and 01105/2024 or O1/O5/2O24, Jam 5. 2024; 2024 01 06 L5-S1"
+    >>> [text[s:e] for s, e in dates.find(text)]  # 06 for 05: one edit
+    ['01/05/ 2024', '01105/2024', 'O1/O5/2O24', 'Jam 5. 2024', '2024 01 06']
+    >>> list(dates.find("WW 2024 WL 105, 5.0mm, 01/05 12:30"))
+    []
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.numeric: set[str] = set()  # digits of every numeric form
+        self.long: set[str] = set()  # 8-digit forms, also matched one edit away
+        self.named: dict[str, set[str]] = {}  # month abbreviation -> day and year digits
+        for value in values:
+            try:
+                day = _dt.datetime.strptime(value.strip()[:8], "%Y%m%d").date()
+            except ValueError:
+                continue
+            y, m, d = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
+            self.long |= {y + m + d, m + d + y, d + m + y}
+            for year in (y, y[2:]):
+                self.numeric |= {year + m + d, m + d + year, d + m + year}
+            self.numeric |= {m.lstrip("0") + d.lstrip("0") + y, d.lstrip("0") + m.lstrip("0") + y}
+            named = self.named.setdefault(MONTHS[day.month - 1], set())
+            for dd in {d, d.lstrip("0")}:
+                for year in (y, y[2:]):
+                    named |= {dd + year, year + dd}
+        self.numeric = {n for n in self.numeric if len(n) >= 6}
+
+    def __bool__(self) -> bool:
+        return bool(self.numeric)
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for line in _LINE.finditer(text):
+            words = list(_NONSPACE.finditer(line.group()))
+            offset = line.start()
+            i = 0
+            while i < len(words):
+                for j in range(min(len(words), i + 5), i, -1):
+                    start, end = words[i].start(), words[j - 1].end()
+                    window = line.group()[start:end]
+                    if self._is_date(window):
+                        start += len(window) - len(window.lstrip(_TRIMMED))
+                        end -= len(window) - len(window.rstrip(_TRIMMED))
+                        yield offset + start, offset + end
+                        i = j
+                        break
+                else:
+                    i += 1
+
+    def _is_date(self, text: str) -> bool:
+        text = text.strip(_TRIMMED)
+        chunks = _DATE_CHUNK.findall(text)
+        if sum(ch.isdigit() for ch in text) < 4 or "".join(chunks) != _SEPARATORS.sub("", text):
+            return False  # fewer than four real digits, or a character no date has
+        month = [c for c in chunks if not _OCR_NUMBER.fullmatch(c)]
+        digits = "".join(c.translate(OCR_DIGITS) for c in chunks if _OCR_NUMBER.fullmatch(c))
+        if not month:
+            return digits in self.numeric or (
+                abs(len(digits) - 8) <= 1
+                and any(Levenshtein.distance(digits, n, score_cutoff=1) <= 1 for n in self.long)
+            )
+        if len(month) > 1 or len(month[0]) < 3:
+            return False
+        return any(
+            digits in day_years and _month_like(month[0], name)
+            for name, day_years in self.named.items()
+        )
+
+
+def _month_like(word: str, month: str) -> bool:
+    """``word`` starts with ``month`` (an abbreviation) with at most one letter wrong."""
+    head = word[:3].upper()
+    return sum(a != b for a, b in zip(head, month, strict=True)) <= 1 and (
+        len(word) == 3 or word.upper() in _MONTH_NAMES
+    )
+
+
+_TRIMMED = ",.;:()[]"
+_LINE = re.compile(r"[^\n]+")
+_NONSPACE = re.compile(r"\S+")
+#: Characters of a date between its separators: digits (OCR's letters for them too) or a month.
+_DATE_CHUNK = re.compile(r"(?:[^\W_]|\|)+")
+_SEPARATORS = re.compile(r"[\s/.,-]+")
+_OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZG]+")
+_MONTH_NAMES = frozenset(_dt.date(2000, m, 1).strftime("%B").upper() for m in range(1, 13)) | {
+    "SEPT"
+}
+
+
 class _PolicyTerms:
     """``policy.text.deny``: plain entries as terms, entries ending in punctuation as prefixes.
 
@@ -953,6 +1069,7 @@ class _DenyMatcher:
             [(t, k) for t, k in typed_terms if k in ("ORG", "LOCATION", "PERSON")], self.threshold
         )
         self.phones = _PhoneDigits(ids.phones)
+        self.dates = _RecordDates((*ids.dates, *ids.event_dates))
         # words of the record's devices that are none of its identifiers' words
         identifier_words = {_squeeze(w) for t, _ in typed_terms for w in WORD_RE.findall(t)}
         self.device_words = (
@@ -976,7 +1093,7 @@ class _DenyMatcher:
         )
 
     def find(self, text: str, ocr: bool) -> list[Span]:
-        if self.empty:
+        if self.empty and not (ocr and self.dates):
             return []
         spans = [
             Span(start, end, entity_type, "denylist", 1.0)
@@ -991,6 +1108,8 @@ class _DenyMatcher:
             spans.extend(self.affixed.find(text))
         if ocr and self.id_digits:
             spans.extend(self._fuzzy_ids(text))
+        if ocr and self.dates:
+            spans.extend(Span(s, e, "DATE", "denylist", 0.9) for s, e in self.dates.find(text))
         return spans
 
     def _word_spans(self, text: str, ocr: bool) -> Iterator[Span]:

@@ -88,8 +88,8 @@ def _detector_keywords() -> frozenset[str]:
     except ImportError:
         return frozenset()
     names = (
-        "ID_KEYWORDS", "DATE_KEYWORDS", "ORG_KEYWORDS", "LOCATION_KEYWORDS", "PHONE_KEYWORDS",
-        "DEVICE_KEYWORDS",
+        "ID_KEYWORDS", "DATE_KEYWORDS", "EVENT_DATE_KEYWORDS", "ORG_KEYWORDS",
+        "LOCATION_KEYWORDS", "PHONE_KEYWORDS", "DEVICE_KEYWORDS",
     )  # fmt: skip
     found: set[str] = set()
     for name in names:

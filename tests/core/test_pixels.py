@@ -802,3 +802,82 @@ def test_rotated_name_whose_last_word_is_short_is_masked_whole(backend: OcrBacke
     redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
     after = decode(ds).frames[0]
     assert np.all(after[glyphs] != pixels[glyphs]), "part of the name is still there"
+
+
+def _dated_image(
+    captions: list[tuple[str, str, bool]], rows: int = 400, cols: int = 520
+) -> tuple[Dataset, NDArray[np.uint8], list[tuple[str, NDArray[np.bool_], bool]]]:
+    """A CT-like 8-bit image with one caption per row in DejaVu mono: ``(label, text,
+    is_phi)``, the label (kept) drawn before the text; gives each part's ink."""
+    background = (20 + 120 * anatomy(rows, cols, 1)[0]).astype(np.uint8)
+    font = _font("mono", 16)
+    img = Image.new("L", (cols, rows), 0)
+    inks: list[tuple[str, NDArray[np.bool_], bool]] = []
+    for i, (label, text, is_phi) in enumerate(captions):
+        x = 10
+        for part, phi in ((label, False), (text, is_phi)):
+            if not part:
+                continue
+            before = np.asarray(img) > 60
+            ImageDraw.Draw(img).text((x, 10 + 34 * i), part, fill=230, font=font)
+            inks.append((part, (np.asarray(img) > 60) & ~before, phi))
+            x += int(font.getlength(part + "  "))
+    pixels = np.where(np.asarray(img) > 0, np.asarray(img), background).astype(np.uint8)
+    ds = base_dataset(rows, cols, 1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    set_native(ds, pixels[np.newaxis], ExplicitVRLittleEndian)
+    return ds, pixels, inks
+
+
+def _assert_masked_and_kept(
+    after: NDArray[np.generic],
+    pixels: NDArray[np.uint8],
+    inks: list[tuple[str, NDArray[np.bool_], bool]],
+) -> None:
+    for text, ink, is_phi in inks:
+        if is_phi:
+            assert np.all(after[ink] != pixels[ink]), f"part of {text!r} is still there"
+        else:
+            assert np.array_equal(after[ink], pixels[ink]), f"{text!r} was changed"
+
+
+def test_dates_split_or_lettered_by_ocr_are_masked(backend: OcrBackend) -> None:
+    """Dates as OCR breaks them, with no date in the header: a space after a separator makes
+    two words ("01/05/" and "2024") and letters for digits ("O1/O5/2O24", "05-JAN-2O24") parse
+    as no date; each is masked whole. The labels and a spine level stay."""
+    from dicomscrub.core.text_detect import TextDetector
+
+    ds, pixels, inks = _dated_image(
+        [
+            ("Seen", "01/05/  2024", True),
+            ("Exam", "O1/O5/2O24", True),
+            ("Acq", "05-JAN-2O24", True),
+            ("CHEST PA", "L5-S1", False),
+        ]
+    )
+    detector = TextDetector(Policy().text)
+    redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
+    _assert_masked_and_kept(decode(ds).frames[0], pixels, inks)
+
+
+def test_record_dates_read_wrong_are_masked(backend: OcrBackend) -> None:
+    """The record's own study and birth dates in forms OCR makes of them (a slash read as 1,
+    a month one letter off): no pattern parses them, the record's dates match them. Numbers
+    with the same digits in another order stay."""
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+
+    ds, pixels, inks = _dated_image(
+        [
+            ("", "01105/2024", True),
+            ("Exam", "Jam 5. 2024", True),
+            ("DOB", "05/1211944", True),
+            ("WW 2024 WL 105", "", False),
+        ]
+    )
+    ids = RecordIdentifiers.from_elements(
+        [("StudyDate", "DA", ("20240105",)), ("PatientBirthDate", "DA", ("19440512",))]
+    )
+    detector = TextDetector(Policy().text).with_identifiers(ids)
+    redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
+    _assert_masked_and_kept(decode(ds).frames[0], pixels, inks)
