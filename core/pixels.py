@@ -826,9 +826,12 @@ def _date_shaped(text: str) -> bool:
     (True, True, False)
     >>> _date_shaped("O1/O5/2O24"), _date_shaped("05-JAN-2O24"), _date_shaped("IO/OI/IOI")
     (True, True, False)
+    >>> _date_shaped("11/38/2619.")  # 11/30/2019 in a mono oblique, a speck read as a stop
+    True
     >>> [_date_shaped(t) for t in ("C5-1", "5.0mm", "12-ABC-2019", "3.2mAs", "01-4A4-2024")]
     [False, False, False, False, False]
     """
+    text = text.strip(",.;:")
     if _DATE_SHAPE.fullmatch(text):
         return True
     if (

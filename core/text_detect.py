@@ -936,10 +936,18 @@ class _RecordDates:
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for line in _LINE.finditer(text):
             words = list(_NONSPACE.finditer(line.group()))
+            # a run of words each of which can be part of a date ends at any other word
+            usable = [_dateish(w.group().strip(_TRIMMED)) for w in words]
             offset = line.start()
             i = 0
             while i < len(words):
-                for j in range(min(len(words), i + 5), i, -1):
+                if not usable[i]:
+                    i += 1
+                    continue
+                last = i
+                while last + 1 < len(words) and last + 1 < i + 5 and usable[last + 1]:
+                    last += 1
+                for j in range(last + 1, i, -1):
                     start, end = words[i].start(), words[j - 1].end()
                     window = line.group()[start:end]
                     if self._is_date(window):
@@ -971,6 +979,15 @@ class _RecordDates:
         )
 
 
+def _dateish(word: str) -> bool:
+    """A word that can be part of a date: digits (or OCR's letters for them) and
+    separators, or a month name one letter off."""
+    if any(ch.isdigit() for ch in word):
+        return _SEPARATORS.sub("", _DATE_CHUNK.sub("", word)) == ""
+    head = word[:3].upper()
+    return head in _MONTH_HEADS and (len(word) == 3 or word.upper() in _MONTH_NAMES)
+
+
 def _month_like(word: str, month: str) -> bool:
     """``word`` starts with ``month`` (an abbreviation) with at most one letter wrong."""
     head = word[:3].upper()
@@ -986,6 +1003,13 @@ _NONSPACE = re.compile(r"\S+")
 _DATE_CHUNK = re.compile(r"(?:[^\W_]|\|)+")
 _SEPARATORS = re.compile(r"[\s/.,-]+")
 _OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZG]+")
+#: Every month abbreviation with at most one character changed (``JAM``, ``4AN``).
+_MONTH_HEADS = frozenset(
+    m[:i] + c + m[i + 1 :]
+    for m in MONTHS
+    for i in range(3)
+    for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+)
 _MONTH_NAMES = frozenset(_dt.date(2000, m, 1).strftime("%B").upper() for m in range(1, 13)) | {
     "SEPT"
 }

@@ -558,6 +558,20 @@ def test_month_name_date_with_a_misread_month_is_masked() -> None:
     ]
 
 
+def test_misread_date_with_a_stop_after_it_is_masked() -> None:
+    """11/30/2019 in a mono oblique face read "11/38/2619." (held-out-1, seed 1010,
+    pytesseract, after 1005-1009): two digits misread and a speck read as a full stop. The
+    stop kept the word from the date's shape; a label ending in a stop stays."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import TextDetector
+
+    lines = [[Word("11/38/2619.", (8, 32, 66, 9), 0.74)], [Word("Fig.", (8, 60, 30, 9), 0.9)]]
+    frame = FrameText(lines, [(8, 32, 66, 9), (8, 60, 30, 9)])
+    found = classify([frame], TextDetector(Policy().text), mode="phi")
+    assert [(f.entity_type, f.text) for f in found] == [("DATE", "11/38/2619.")]
+
+
 def test_span_takes_its_line_when_the_rest_is_garbled() -> None:
     """A held-out font read "Williams Memorial Hospital" as "Wms Memo espa" (pytesseract, in
     one stacked page): "Wms Memo" was found, and "espa" (0.52), the misread "Hospital", must go
