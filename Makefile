@@ -1,6 +1,6 @@
 # dicomscrub: the two set-up commands are `make demo` and `make test`.
 # Both install what they need into .venv (Python 3.11, pinned by uv.lock) and the system
-# packages they need with apt-get when run as root (tesseract-ocr, jq, curl).
+# packages they need with apt-get when run as root (tesseract-ocr, jq, curl, DejaVu fonts).
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -10,8 +10,9 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := --extra airflow --extra dagster --extra serve --extra s3 --extra fast-ocr --extra dev
-# fonts-dejavu-core: the fonts the synthetic corpus burns into its images (`samples generate`).
-SYSTEM_PACKAGES := tesseract-ocr jq curl fonts-dejavu-core
+# fonts-dejavu-core: the fonts the synthetic corpus burns into its images (`samples generate`);
+# fonts-dejavu-extra: the other DejaVu faces of the held-out sweeps (`quality.py --faces`).
+SYSTEM_PACKAGES := tesseract-ocr jq curl fonts-dejavu-core fonts-dejavu-extra
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export OMP_THREAD_LIMIT ?= 1

@@ -44,7 +44,8 @@ README_METRICS = (
     ("valid_dicom", "Valid DICOM outputs"),
 )
 
-#: Other faces of the corpus fonts (``sample_images.FONT_FILES``), Debian ``fonts-dejavu-core``.
+#: Other faces of the corpus fonts (``sample_images.FONT_FILES``), Debian
+#: ``fonts-dejavu-core`` and ``fonts-dejavu-extra`` (``make install`` installs both).
 HELD_OUT_FACES = {
     "held-out-1": {
         "dejavu-sans-mono": "DejaVuSansMono-Oblique.ttf",

@@ -40,6 +40,12 @@ FONT_FILES = {
     "dejavu-serif": "DejaVuSerif.ttf",
 }
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/TTF", "/usr/local/share/fonts")
+#: The faces Debian ships in ``fonts-dejavu-core``; the other faces (condensed, oblique,
+#: ``benchmarks/quality.py --faces``) are in ``fonts-dejavu-extra``.
+_CORE_FILES = frozenset(
+    f"DejaVu{face}.ttf"
+    for face in ("Sans", "Sans-Bold", "SansMono", "SansMono-Bold", "Serif", "Serif-Bold")
+)
 
 AnyFont = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -66,8 +72,10 @@ def load_font(name: str, size: int) -> AnyFont:
             return ImageFont.truetype(f"{folder}/{filename}" if folder else filename, size)
         except OSError:
             continue
+    extra = filename.startswith("DejaVu") and filename not in _CORE_FILES
+    package = "fonts-dejavu-extra" if extra else "fonts-dejavu-core"
     raise ConfigurationError(
-        f"font {filename} not found: install the Debian package fonts-dejavu-core "
+        f"font {filename} not found: install the Debian package {package} "
         "(`make install` does, as root)"
     )
 

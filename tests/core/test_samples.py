@@ -230,6 +230,10 @@ def test_missing_font_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch
     try:
         with pytest.raises(ConfigurationError, match="fonts-dejavu-core"):
             sample_images.check_fonts()
+        # a held-out face (benchmarks/quality.py --faces) comes with the other package
+        monkeypatch.setitem(sample_images.FONT_FILES, "dejavu-serif", "DejaVuSerif-Nosuch.ttf")
+        with pytest.raises(ConfigurationError, match="fonts-dejavu-extra"):
+            sample_images.check_fonts()
     finally:
         sample_images.load_font.cache_clear()
 
