@@ -56,7 +56,7 @@ from .errors import DeidError, ErrorCode, is_library_failure
 from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
-from .text_patterns import MONTHS, OCR_DIGITS
+from .text_patterns import MONTHS, OCR_DIGITS, month_like
 from .text_regions import (
     STROKE,
     FrameChange,
@@ -732,7 +732,10 @@ def classify(
                         )
                     )
         covered = {
-            id(w) for s, e, w in offsets for span in spans if s < span.end and e > span.start
+            id(w): span.entity_type == "DATE"
+            for s, e, w in offsets
+            for span in spans
+            if s < span.end and e > span.start
         }
         # dates no span covers, read as one word or split in two or three at a separator
         # (a split may run over two lines of one row: the finder cut the row at the space)
@@ -778,35 +781,98 @@ _MONTH_DATE_SHAPE = re.compile(
 #: A numeric date with letters for some digits ("O1/O5/2O24"): read as digits when it
 #: has at least four real ones.
 _LETTERED_DATE = re.compile(r"[\dOoQDIl|]{1,4}(?:[/.-][\dOoQDIl|]{1,4}){2}")
-_DATE_SEPARATORS = "/.-"
+_DATE_SEPARATORS = "/.,-"
 
 
-def _dates_in(words: list[Word], covered: set[int]) -> Iterator[list[Word]]:
-    """Words of one row (left to right) no span covers that are a date
-    (:func:`_date_shaped`), alone or as two or three words split at a separator, close
-    together (``01/05/ 2024``: OCR read a space).
+def _dates_in(words: list[Word], covered: dict[int, bool]) -> Iterator[list[Word]]:
+    """Words of one row (left to right) that are a date (:func:`_date_shaped`), alone or as
+    up to four words close together, split at a separator or beside a month name
+    (``01/05/ 2024``, ``Dec 16.2017``: OCR read a space).
+
+    ``covered`` maps the words a detector span covers to whether that span is a date: a
+    date's words may join a date span's (``10`` before a found ``-MAR - 1988``), no other
+    span's; a group that is all date span is not repeated.
 
     >>> row = [Word(t, (40 * i, 0, 36, 12), 0.9) for i, t in enumerate(("DOB", "01/05/", "2O24"))]
-    >>> [[w.text for w in g] for g in _dates_in(row, set())]
+    >>> [[w.text for w in g] for g in _dates_in(row, {})]
     [['01/05/', '2O24']]
+    >>> row = [Word(t, (30 * i, 0, 26, 12), 0.9) for i, t in enumerate(("10", "-MAR", "-", "1988"))]
+    >>> [[w.text for w in g] for g in _dates_in(row, {id(w): True for w in row[1:]})]
+    [['10', '-MAR', '-', '1988']]
     """
     i = 0
     while i < len(words):
-        for size in (3, 2, 1):
+        for size in (4, 3, 2, 1):
             group = words[i : i + size]
-            if len(group) < size or any(id(w) in covered for w in group):
-                continue
-            split = all(
-                (a.text[-1:] in _DATE_SEPARATORS or b.text[:1] in _DATE_SEPARATORS)
-                and b.box[0] - (a.box[0] + a.box[2]) <= 2 * max(a.box[3], b.box[3])
-                for a, b in itertools.pairwise(group)
-            )
-            if split and _date_shaped("".join(w.text for w in group)):
+            flags = [covered.get(id(w)) for w in group]
+            if len(group) < size or False in flags or all(flags):
+                continue  # a word of another span, or a date span already masked
+            joined = _joined(group)
+            if joined is not None and _date_shaped(joined):
                 yield group
                 i += size
                 break
         else:
             i += 1
+
+
+def _joined(group: list[Word]) -> str | None:
+    """The words of ``group`` as one date's text, or None when they cannot be one: each
+    next word close (two line heights) and a separator or a month name where they meet."""
+    text = group[0].text
+    for a, b in itertools.pairwise(group):
+        if b.box[0] - (a.box[0] + a.box[2]) > 2 * max(a.box[3], b.box[3]):
+            return None
+        if a.text[-1:] in _DATE_SEPARATORS or b.text[:1] in _DATE_SEPARATORS:
+            text += b.text
+        elif month_like(a.text.strip(",.")) or month_like(b.text.strip(",.")):
+            text += " " + b.text
+        else:
+            return None
+    return text
+
+
+def _loose_date(text: str) -> bool:
+    """Three groups of a date between any separators but ``:`` (times stay times): day,
+    month and year in digits (letters OCR reads for digits, and ``@`` for 0, allowed in a
+    group that has a real digit; four real digits in all), or a day, a month name
+    (:func:`_is_month`) and a year in any order. The day is not checked: OCR misreads it.
+
+    >>> [_loose_date(t) for t in ("69,.87,2013", "Dec 16.2017", "Jul 99,2013", "@9-JUL-2013")]
+    [True, True, True, True]
+    >>> _loose_date("Sep 09,199"), _loose_date("09.09.199")  # a year's digit lost
+    (True, False)
+    >>> [_loose_date(t) for t in ("12:30:15", "1.5, 2.0", "Se 2 Im 5", "MAR 10", "WW 400 WL 40")]
+    [False, False, False, False, False]
+    >>> _loose_date("12.3 mGy"), _loose_date("Jus 09,2013")  # a month one letter off: 4-digit year
+    (False, True)
+    """
+    if ":" in text:
+        return False
+    groups = _GROUP.findall(text.replace("@", "0"))
+    if len(groups) != 3:
+        return False
+    months = [g for g in groups if month_like(g)]
+    numbers = [g for g in groups if g not in months]
+    if not all(_OCR_GROUP.fullmatch(g) for g in numbers):
+        return False
+    if not months:
+        first, second, third = (len(g) for g in numbers)
+        real = sum(ch.isdigit() for g in numbers for ch in g)
+        return real >= 4 and (
+            (first <= 2 and second <= 2 and third in (2, 4))
+            or (first == 4 and second <= 2 and third <= 2)
+        )
+    if len(months) != 1:
+        return False
+    day, year = sorted(len(g) for g in numbers)
+    if not month_like(months[0], fuzzy=False):  # "Jus 09, 2013", not "12.3 mGy"
+        return day <= 2 and year == 4
+    return day <= 2 and year in (2, 3, 4)  # 3: a year's digit lost ("Sep 09, 199")
+
+
+_GROUP = re.compile(r"(?:[^\W_]|\|)+")
+_OCR_GROUP = re.compile(r"(?=.*\d)[\dOoQDIl|]+")
 
 
 def _date_shaped(text: str) -> bool:
@@ -832,7 +898,7 @@ def _date_shaped(text: str) -> bool:
     [False, False, False, False, False]
     """
     text = text.strip(",.;:")
-    if _DATE_SHAPE.fullmatch(text):
+    if _DATE_SHAPE.fullmatch(text) or _loose_date(text):
         return True
     if (
         _LETTERED_DATE.fullmatch(text)

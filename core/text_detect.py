@@ -58,6 +58,7 @@ from .text_patterns import (
     Vocabulary,
     find_patterns,
     fold,
+    month_like,
     ocr_digit_view,
     vocabulary,
 )
@@ -984,16 +985,13 @@ def _dateish(word: str) -> bool:
     separators, or a month name one letter off."""
     if any(ch.isdigit() for ch in word):
         return _SEPARATORS.sub("", _DATE_CHUNK.sub("", word)) == ""
-    head = word[:3].upper()
-    return head in _MONTH_HEADS and (len(word) == 3 or word.upper() in _MONTH_NAMES)
+    return month_like(word)
 
 
 def _month_like(word: str, month: str) -> bool:
     """``word`` starts with ``month`` (an abbreviation) with at most one letter wrong."""
     head = word[:3].upper()
-    return sum(a != b for a, b in zip(head, month, strict=True)) <= 1 and (
-        len(word) == 3 or word.upper() in _MONTH_NAMES
-    )
+    return month_like(word) and sum(a != b for a, b in zip(head, month, strict=True)) <= 1
 
 
 _TRIMMED = ",.;:()[]"
@@ -1003,16 +1001,6 @@ _NONSPACE = re.compile(r"\S+")
 _DATE_CHUNK = re.compile(r"(?:[^\W_]|\|)+")
 _SEPARATORS = re.compile(r"[\s/.,-]+")
 _OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZG]+")
-#: Every month abbreviation with at most one character changed (``JAM``, ``4AN``).
-_MONTH_HEADS = frozenset(
-    m[:i] + c + m[i + 1 :]
-    for m in MONTHS
-    for i in range(3)
-    for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-)
-_MONTH_NAMES = frozenset(_dt.date(2000, m, 1).strftime("%B").upper() for m in range(1, 13)) | {
-    "SEPT"
-}
 
 
 class _PolicyTerms:

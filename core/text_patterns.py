@@ -244,6 +244,38 @@ def vocabulary() -> Vocabulary:
 
 #: Month abbreviations as DICOM screens print dates (``22-JUL-1943``).
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTH_NAMES = frozenset(
+    {
+        "JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER",
+        "OCTOBER", "NOVEMBER", "DECEMBER", "SEPT",
+    }
+)  # fmt: skip
+#: Every month abbreviation with at most one character changed (``JAM``, ``4AN``).
+_MONTH_HEADS = frozenset(
+    m[:i] + c + m[i + 1 :]
+    for m in MONTHS
+    for i in range(3)
+    for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+)
+
+
+def month_like(word: str, *, fuzzy: bool = True) -> bool:
+    """Whether an OCR word is a month: an abbreviation (with ``fuzzy``, at most one
+    character wrong) or a full name.
+
+    >>> [month_like(w) for w in ("Jam", "4AN", "July", "SEPT", "Julyy", "ABC", "Ma")]
+    [True, True, True, True, False, False, False]
+    >>> month_like("mGy"), month_like("mGy", fuzzy=False), month_like("May", fuzzy=False)
+    (True, False, True)
+    """
+    head = word[:3].upper()
+    return (
+        len(word) >= 3
+        and (head in _MONTH_HEADS if fuzzy else head in MONTHS)
+        and (len(word) == 3 or word.upper() in _MONTH_NAMES)
+    )
+
+
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"

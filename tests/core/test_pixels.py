@@ -572,6 +572,52 @@ def test_misread_date_with_a_stop_after_it_is_masked() -> None:
     assert [(f.entity_type, f.text) for f in found] == [("DATE", "11/38/2619.")]
 
 
+def test_dates_read_in_pieces_or_garbled_are_masked_whole() -> None:
+    """Readings of dates in small DejaVu faces (a probe of every face at 10-14 px): the day
+    split from a found ``-MAR - 1988``, a comma read as a stop (``Dec 16.2017``), a day read
+    as 99 or with ``@`` for 0, separators read as ``,.``, a year's last digit lost. Each is
+    masked whole; times and
+    labels with numbers stay."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import TextDetector
+
+    def line(y: int, *words: tuple[str, int, int]) -> list[Word]:
+        return [Word(text, (x, y, width, 12), 0.6) for text, x, width in words]
+
+    dates = [
+        line(10, ("10", 165, 15), ("-MAR", 183, 73), ("-", 217, 7), ("1988", 224, 32)),
+        line(40, ("Dec", 624, 26), ("16.2017", 657, 59)),
+        line(70, ("Jul", 456, 17), ("99,", 480, 16), ("2013", 503, 25)),
+        line(100, ("@9-JUL-2013", 120, 66)),
+        line(130, ("69,.87,2013", 236, 60)),
+        line(280, ("Sep", 445, 20), ("09,", 467, 15), ("199", 487, 24)),  # a digit lost
+    ]
+    labels = [
+        line(160, ("12:30:15", 10, 60)),
+        line(190, ("WW", 10, 20), ("400", 34, 24), ("WL", 62, 20), ("40", 86, 16)),
+        line(220, ("Se", 10, 16), ("2", 30, 8), ("Im", 42, 14), ("5", 60, 8)),
+        line(250, ("1.5,", 10, 24), ("2.0", 38, 20)),
+        line(310, ("CTDIvol", 381, 50), ("12.3", 435, 28), ("mGy", 467, 30)),  # not "May"
+    ]
+    lines = dates + labels
+    regions = [(ln[0].box[0], ln[0].box[1], 300, 12) for ln in lines]
+    found = classify([FrameText(lines, regions)], TextDetector(Policy().text), mode="phi")
+    for ln in dates:
+        left = min(w.box[0] for w in ln)
+        right = max(w.box[0] + w.box[2] for w in ln)
+        boxes = [
+            f.box
+            for f in found
+            if f.entity_type == "DATE" and f.box[1] <= ln[0].box[1] < f.box[1] + f.box[3]
+        ]
+        assert any(b[0] <= left and b[0] + b[2] >= right for b in boxes), (ln, boxes)
+    for ln in labels[1:]:
+        y = ln[0].box[1] + 6
+        assert not any(f.box[1] <= y < f.box[1] + f.box[3] for f in found), (ln, found)
+    assert all(f.entity_type == "TIME" for f in found if f.box[1] <= 160 < f.box[1] + f.box[3])
+
+
 def test_span_takes_its_line_when_the_rest_is_garbled() -> None:
     """A held-out font read "Williams Memorial Hospital" as "Wms Memo espa" (pytesseract, in
     one stacked page): "Wms Memo" was found, and "espa" (0.52), the misread "Hospital", must go

@@ -283,3 +283,26 @@ def test_quality_held_out_faces_are_other_faces_of_every_corpus_font() -> None:
             assert filename != sample_images.FONT_FILES[name]
             folders = sample_images.FONT_DIRS
             assert any(Path(folder, filename).is_file() for folder in folders), filename
+
+
+def test_date_probe_counts_masked_and_readable_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/date_probe.py`` through the real engine: in a corpus font every drawn
+    date is masked; with masking off, every one counts as leaked."""
+    import importlib.util
+
+    from support import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "date_probe", REPO_ROOT / "benchmarks/date_probe.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    monkeypatch.setenv("DICOMSCRUB_SECRET", "probe")
+    face = {"DejaVuSansMono.ttf"}
+    masked = probe.run("tesserocr", [14], 1, 7, face)
+    assert sum(masked["total"].values()) == 10  # 5 forms, with and without the record's date
+    assert sum(masked["leaked"].values()) == 0, masked["examples"]
+    off = probe.run("tesserocr", [14], 1, 7, face, pixels_policy={"mode": "off"})
+    assert sum(off["leaked"].values()) == 10
