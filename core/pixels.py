@@ -846,6 +846,8 @@ def _loose_date(text: str) -> bool:
     [False, False, False, False, False]
     >>> _loose_date("12.3 mGy"), _loose_date("Jus 09,2013")  # a month one letter off: 4-digit year
     (False, True)
+    >>> _loose_date("OF/09/2013"), _loose_date("OF/SE/2013"), _loose_date("AB/09/2013")
+    (True, False, False)
     """
     if ":" in text:
         return False
@@ -854,8 +856,9 @@ def _loose_date(text: str) -> bool:
         return False
     months = [g for g in groups if month_like(g)]
     numbers = [g for g in groups if g not in months]
-    if not all(_OCR_GROUP.fullmatch(g) for g in numbers):
-        return False
+    lettered = [g for g in numbers if not _OCR_GROUP.fullmatch(g)]
+    if lettered and (months or len(lettered) > 1 or not _LETTER_GROUP.fullmatch(lettered[0])):
+        return False  # one day or month may be all letters ("OF" for 07), nothing else
     if not months:
         first, second, third = (len(g) for g in numbers)
         real = sum(ch.isdigit() for g in numbers for ch in g)
@@ -873,6 +876,8 @@ def _loose_date(text: str) -> bool:
 
 _GROUP = re.compile(r"(?:[^\W_]|\|)+")
 _OCR_GROUP = re.compile(r"(?=.*\d)[\dOoQDIl|]+")
+#: A day or month read as letters only: those OCR reads for 0, 1, 2, 5, 6, 7, 8.
+_LETTER_GROUP = re.compile(r"[OoQDIl|SBZGFT]{1,2}")
 
 
 def _date_shaped(text: str) -> bool:

@@ -575,7 +575,8 @@ def test_misread_date_with_a_stop_after_it_is_masked() -> None:
 def test_dates_read_in_pieces_or_garbled_are_masked_whole() -> None:
     """Readings of dates in small DejaVu faces (a probe of every face at 10-14 px): the day
     split from a found ``-MAR - 1988``, a comma read as a stop (``Dec 16.2017``), a day read
-    as 99 or with ``@`` for 0, separators read as ``,.``, a year's last digit lost. Each is
+    as 99 or with ``@`` for 0, separators read as ``,.``, a year's last digit lost, a month
+    read as letters (``OF`` for 07). Each is
     masked whole; times and
     labels with numbers stay."""
     from dicomscrub.core.ocr import Word
@@ -592,6 +593,7 @@ def test_dates_read_in_pieces_or_garbled_are_masked_whole() -> None:
         line(100, ("@9-JUL-2013", 120, 66)),
         line(130, ("69,.87,2013", 236, 60)),
         line(280, ("Sep", 445, 20), ("09,", 467, 15), ("199", 487, 24)),  # a digit lost
+        line(340, ("OF", 10, 11), ("/09/2013", 23, 44)),  # 07 read as letters, split
     ]
     labels = [
         line(160, ("12:30:15", 10, 60)),
