@@ -625,8 +625,15 @@ _LABELLED_NAME = re.compile(
     r"|(?:signed|read|dictated|performed|ordered|requested|reported)[ \t]+by)[ \t]*[:=][ \t]*"
     r"([^\W\d_][\w'.^-]*(?:(?:[ \t]*,[ \t]*|[ \t]+|\^)[^\W\d_][\w'.^-]*){0,3})"
 )
-# words of one name: on one line (OCR text of a frame comes one line per row of text)
-_NAME_GAP = re.compile(r"^(?:[ \t,^]{1,3}|\.[ \t]*)\Z")
+# words of one name: on one line (OCR text of a frame comes one line per row of text); a
+# caret may be read as "*", "~" or a quotation mark ("CHAVEZ ~* ANITA", "GLASS\u201c STEVEN"
+# for CHAVEZ^ANITA and GLASS^STEVEN in DejaVu Sans faces)
+_NAME_GAP = re.compile(r"^(?:[ \t,^*~\"\u201c\u201d]{1,4}|\.[ \t]*)\Z")
+#: FAMILY^GIVEN(^MIDDLE), the caret as written or as OCR reads it (``*``, ``~``, quotes).
+_READ_CARET_NAME = re.compile(
+    r"(?<![\w^])([^\W\d_]{2,})[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*([^\W\d_]{2,})"
+    r"(?:[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*[^\W\d_]+)?(?![\w^])"
+)
 
 
 def ocr_digit_view(text: str) -> str:
@@ -860,6 +867,21 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
                     continue
             yield Span(trimmed[0], trimmed[1], "PERSON", "pattern", 0.85)
     yield from _gazetteer_spans(text, vocab)
+    yield from _caret_name_spans(text, vocab)
+
+
+def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    """A DICOM name written with its caret, the given name a known first name: a name even
+    when the family name is a common word (``SMALL^JAMES``, ``CROSS ~* PAUL`` as OCR
+    reads a caret), which the gazetteer would not take.
+
+    >>> text = "SMALL^JAMES CT * CHEST CROSS ~* PAUL"
+    >>> [text[s.start : s.end] for s in _caret_name_spans(text, vocabulary())]
+    ['SMALL^JAMES', 'CROSS ~* PAUL']
+    """
+    for match in _READ_CARET_NAME.finditer(text):
+        if fold(match.group(2)) in vocab.first_names:
+            yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
 
 
 def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:

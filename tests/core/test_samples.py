@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -285,24 +286,31 @@ def test_quality_held_out_faces_are_other_faces_of_every_corpus_font() -> None:
             assert any(Path(folder, filename).is_file() for folder in folders), filename
 
 
-def test_date_probe_counts_masked_and_readable_dates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``benchmarks/date_probe.py`` through the real engine: in a corpus font every drawn
-    date is masked; with masking off, every one counts as leaked."""
+@pytest.mark.parametrize("kind", ["dates", "names"])
+def test_text_probe_counts_masked_and_readable_values(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmarks/text_probe.py`` through the real engine: in a corpus font every drawn
+    date or name that the header holds is masked; with masking off, every value drawn (in
+    the header or not) counts as leaked."""
     import importlib.util
 
     from support import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location(
-        "date_probe", REPO_ROOT / "benchmarks/date_probe.py"
+        "text_probe", REPO_ROOT / "benchmarks/text_probe.py"
     )
     assert spec is not None
     assert spec.loader is not None
     probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "text_probe", probe)  # its dataclass looks itself up
     spec.loader.exec_module(probe)
     monkeypatch.setenv("DICOMSCRUB_SECRET", "probe")
     face = {"DejaVuSansMono.ttf"}
-    masked = probe.run("tesserocr", [14], 1, 7, face)
-    assert sum(masked["total"].values()) == 10  # 5 forms, with and without the record's date
-    assert sum(masked["leaked"].values()) == 0, masked["examples"]
-    off = probe.run("tesserocr", [14], 1, 7, face, pixels_policy={"mode": "off"})
-    assert sum(off["leaked"].values()) == 10
+    drawn = {"dates": 10, "names": 8}[kind]  # forms x (in the header, not in it)
+    masked = probe.run(kind, "tesserocr", [14], 1, 7, face)
+    assert sum(masked["total"].values()) == drawn
+    in_header = [n for key, n in masked["leaked"].items() if key[0] == "in the header"]
+    assert sum(in_header) == 0, masked["examples"]
+    off = probe.run(kind, "tesserocr", [14], 1, 7, face, pixels_policy={"mode": "off"})
+    assert sum(off["leaked"].values()) == drawn

@@ -1,22 +1,28 @@
-"""Burned-in dates in every DejaVu face: how many does dicomscrub leave readable?
+"""Burned-in dates or names in every DejaVu face: how many does dicomscrub leave readable?
 
-The corpus (``make quality``) draws its text in four fonts; OCR misreads dates in other
-type in ways no corpus layout shows. This probe draws the five date forms the corpus uses
-(``07/22/1943``, ``22-JUL-1943``, ``22.07.1943``, ``1943-07-22``, ``Jul 22, 1943``) for
-a few random dates in every DejaVu face installed (Debian ``fonts-dejavu-core`` and
-``fonts-dejavu-extra``: 21 faces) at small sizes, on a strip of smooth anatomy-like
-background, as an 8-bit DICOM image. Each image goes through the whole engine twice: once
-with the date as the header's StudyDate (the record's own date: matched as OCR misreads
-it) and once with no date in the header (patterns and shapes only). A date counts as
-leaked when any pixel of its glyphs is unchanged in the output.
+The corpus (``make quality``) draws its text in four fonts; OCR misreads text in other
+type in ways no corpus layout shows. This probe draws PHI in every DejaVu face installed
+(Debian ``fonts-dejavu-core`` and ``fonts-dejavu-extra``: 21 text faces) at small sizes,
+on a strip of smooth background, as an 8-bit DICOM image:
 
-Run (about 4 minutes for the default sizes with tesserocr)::
+* ``--kind dates``: the five date forms the corpus uses (``07/22/1943``,
+  ``22-JUL-1943``, ``22.07.1943``, ``1943-07-22``, ``Jul 22, 1943``) of random dates;
+* ``--kind names``: a random patient's name as ``DOE^JANE``, ``DOE, JANE`` and
+  ``Jane Doe``, and an MRN of 8 to 10 digits.
 
-    DICOMSCRUB_SECRET=x .venv/bin/python benchmarks/date_probe.py [--backend pytesseract]
-        [--sizes 10,12,14] [--dates 4] [--seed 7] [--faces DejaVuSans.ttf,...] [--json]
+Each image goes through the whole engine twice: once with the values in the header
+(StudyDate; PatientName and PatientID), so that they are the record's own identifiers,
+and once without (patterns, shapes and NER only). A value counts as leaked when any pixel
+of its glyphs is unchanged in the output.
 
-It prints leaks per form, per size and per face, and each leaked date with what the
-engine masked on its image.
+Run (about 4 minutes per kind for the default sizes with tesserocr)::
+
+    DICOMSCRUB_SECRET=x .venv/bin/python benchmarks/text_probe.py [--kind names]
+        [--backend pytesseract] [--sizes 10,12,14] [--count 4] [--seed 7]
+        [--faces DejaVuSans.ttf,...] [--json]
+
+It prints leaks per form, per size and per face, and each leaked value (PHI of made-up
+people) with the entity types the engine masked on its image.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -39,14 +46,62 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from scipy import ndimage
 
-FORMS: dict[str, Callable[[dt.date], str]] = {
+ROWS, COLUMNS = 60, 1400
+
+
+@dataclass(frozen=True)
+class Item:
+    """One made-up identity: what its header holds, and the values to draw."""
+
+    header: dict[str, str]
+    texts: dict[str, str]  # form -> text
+
+
+DATE_FORMS: dict[str, Callable[[dt.date], str]] = {
     "MM/DD/YYYY": lambda d: f"{d:%m/%d/%Y}",
     "DD-MON-YYYY": lambda d: f"{d.day:02d}-{d:%b-%Y}".upper(),
     "DD.MM.YYYY": lambda d: f"{d:%d.%m.%Y}",
     "YYYY-MM-DD": lambda d: f"{d:%Y-%m-%d}",
     "Mon DD, YYYY": lambda d: f"{d:%b %d, %Y}",
 }
-ROWS, COLUMNS = 60, 1400
+
+
+def date_items(count: int, rng: np.random.Generator) -> list[Item]:
+    """``count`` random dates (1930-2023), each in every form of :data:`DATE_FORMS`."""
+    items = []
+    for _ in range(count):
+        date = dt.date(1930, 1, 1) + dt.timedelta(days=int(rng.integers(0, 34000)))
+        texts = {form: render(date) for form, render in DATE_FORMS.items()}
+        items.append(Item({"StudyDate": f"{date:%Y%m%d}"}, texts))
+    return items
+
+
+def name_items(count: int, rng: np.random.Generator) -> list[Item]:
+    """``count`` made-up patients (Faker, seeded from ``rng``): three name forms and an MRN."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(int(rng.integers(0, 2**31)))
+    items = []
+    for _ in range(count):
+        family, given = fake.last_name().upper(), fake.first_name().upper()
+        mrn = str(int(rng.integers(10**7, 10**10)))
+        texts = {
+            "FAMILY^GIVEN": f"{family}^{given}",
+            "FAMILY, GIVEN": f"{family}, {given}",
+            "Given Family": f"{given.title()} {family.title()}",
+            "MRN digits": mrn,
+        }
+        items.append(Item({"PatientName": f"{family}^{given}", "PatientID": mrn}, texts))
+    return items
+
+
+KINDS: dict[str, Callable[[int, np.random.Generator], list[Item]]] = {
+    "dates": date_items,
+    "names": name_items,
+}
+#: What the header holds when the values are not the record's.
+OTHER_RECORD = {"PatientName": "PROBE^NOBODY", "PatientID": "PROBE0001"}
 
 
 def faces(folders: tuple[str, ...]) -> list[Path]:
@@ -76,8 +131,8 @@ def strip_image(
     return np.where(drawn > 0, drawn, background).astype(np.uint8), glyphs
 
 
-def dicom_bytes(pixels: np.ndarray, study_date: str | None) -> bytes:
-    """An 8-bit MONOCHROME2 secondary capture of ``pixels``, with a StudyDate or none."""
+def dicom_bytes(pixels: np.ndarray, header: dict[str, str]) -> bytes:
+    """An 8-bit MONOCHROME2 secondary capture of ``pixels`` with ``header``'s attributes."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -86,9 +141,9 @@ def dicom_bytes(pixels: np.ndarray, study_date: str | None) -> bytes:
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.Modality = "PROBE^DATE", "PROBE0001", "OT"
-    if study_date is not None:
-        ds.StudyDate = study_date
+    ds.Modality = "OT"
+    for keyword, value in {**OTHER_RECORD, **header}.items():
+        setattr(ds, keyword, value)
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
@@ -98,7 +153,11 @@ def dicom_bytes(pixels: np.ndarray, study_date: str | None) -> bytes:
     return out.getvalue()
 
 
+RECORDS = ("in the header", "not in the header")
+
+
 def run(
+    kind: str,
     backend: str,
     sizes: list[int],
     count: int,
@@ -106,10 +165,10 @@ def run(
     only: set[str] | None,
     pixels_policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Draw, de-identify and score every (face, size, date, form); see the module doc.
+    """Draw, de-identify and score every (face, size, item, form); see the module doc.
 
     ``pixels_policy`` is merged into the policy's ``pixels`` section (tests turn masking
-    off to see every date counted as leaked).
+    off to see every value counted as leaked).
     """
     from dicomscrub.core.pipeline import Engine
     from dicomscrub.core.sample_images import FONT_DIRS
@@ -117,9 +176,7 @@ def run(
     policy = {"pixels": {"ocr_backend": backend, **(pixels_policy or {})}}
     engine = Engine(policy, secret=os.environ["DICOMSCRUB_SECRET"])
     rng = np.random.default_rng(seed)
-    dates = [
-        dt.date(1930, 1, 1) + dt.timedelta(days=int(rng.integers(0, 34000))) for _ in range(count)
-    ]
+    items = KINDS[kind](count, rng)
     noise = ndimage.gaussian_filter(rng.standard_normal((ROWS, COLUMNS)), 6)
     background = (20 + 60 * (noise - noise.min()) / np.ptp(noise)).astype(np.uint8)
     paths = [p for p in faces(FONT_DIRS) if only is None or p.name in only]
@@ -131,38 +188,35 @@ def run(
     for path in paths:
         for size in sizes:
             font = ImageFont.truetype(str(path), size)
-            for date in dates:
-                texts = [form(date) for form in FORMS.values()]
-                pixels, glyphs = strip_image(texts, font, background)
-                for record in ("record date", "no date"):
-                    study_date = f"{date:%Y%m%d}" if record == "record date" else None
-                    out, result = engine.process_bytes(dicom_bytes(pixels, study_date))
+            for item in items:
+                pixels, glyphs = strip_image(list(item.texts.values()), font, background)
+                for record in RECORDS:
+                    header = item.header if record == RECORDS[0] else {}
+                    out, result = engine.process_bytes(dicom_bytes(pixels, header))
                     if out is None:
                         raise SystemExit(f"{path.name} {size}px: {result.error_code}")
                     after = pydicom.dcmread(BytesIO(out)).pixel_array
-                    for (form, text), ink in zip(
-                        zip(FORMS, texts, strict=True), glyphs, strict=True
-                    ):
+                    for (form, text), ink in zip(item.texts.items(), glyphs, strict=True):
                         key = (record, form, path.name, size)
                         total[key] += 1
-                        if not np.all(after[ink] != pixels[ink]):
-                            leaked[key] += 1
-                            masked = [
-                                e.entity_type for e in result.entities if e.location == "pixel"
-                            ]
-                            examples.append(
-                                {
-                                    "face": path.name,
-                                    "size": size,
-                                    "record": record,
-                                    "text": text,
-                                    "masked": masked,
-                                }
-                            )
+                        if np.all(after[ink] != pixels[ink]):
+                            continue
+                        leaked[key] += 1
+                        masked = [e.entity_type for e in result.entities if e.location == "pixel"]
+                        examples.append(
+                            {
+                                "face": path.name,
+                                "size": size,
+                                "record": record,
+                                "text": text,
+                                "masked": masked,
+                            }
+                        )
     return {
+        "kind": kind,
         "backend": backend,
         "sizes": sizes,
-        "dates": count,
+        "count": count,
         "seed": seed,
         "faces": [p.name for p in paths],
         "total": total,
@@ -172,12 +226,12 @@ def run(
 
 
 def _rows(summary: dict[str, Any], index: int) -> list[tuple[str, str]]:
-    """(name, 'leaked/total per record kind') grouped by key field ``index``."""
+    """(name, 'leaked/total' per record column) grouped by key field ``index``."""
     names = sorted({key[index] for key in summary["total"]}, key=str)
     rows = []
     for name in names:
         cells = []
-        for record in ("record date", "no date"):
+        for record in RECORDS:
             keys = [k for k in summary["total"] if k[index] == name and k[0] == record]
             leaked = sum(summary["leaked"][k] for k in keys)
             cells.append(f"{leaked}/{sum(summary['total'][k] for k in keys)}")
@@ -187,9 +241,10 @@ def _rows(summary: dict[str, Any], index: int) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", default="dates", choices=sorted(KINDS))
     parser.add_argument("--backend", default="tesserocr", choices=("tesserocr", "pytesseract"))
     parser.add_argument("--sizes", default="10,12,14")
-    parser.add_argument("--dates", type=int, default=4)
+    parser.add_argument("--count", type=int, default=4, help="dates or patients drawn")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--faces", default=None, help="comma-separated file names (default: all)")
     parser.add_argument("--json", action="store_true")
@@ -199,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     only = set(args.faces.split(",")) if args.faces else None
     sizes = [int(s) for s in args.sizes.split(",")]
-    summary = run(args.backend, sizes, args.dates, args.seed, only)
+    summary = run(args.kind, args.backend, sizes, args.count, args.seed, only)
     if args.json:
         flat = {
             **summary,
@@ -208,14 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(flat, indent=2))
         return 0
-    all_total = sum(summary["total"].values())
+    drawn = sum(summary["total"].values())
+    forms = len({key[1] for key in summary["total"]})
     print(
-        f"Date probe: {len(summary['faces'])} faces x sizes {args.sizes} px x {args.dates} "
-        f"dates x {len(FORMS)} forms, OCR {args.backend}, seed {args.seed}: {all_total} dates "
-        "drawn; leaked (any glyph pixel unchanged) / drawn\n"
+        f"Text probe, {args.kind}: {len(summary['faces'])} faces x sizes {args.sizes} px x "
+        f"{args.count} x {forms} forms x 2 headers, OCR {args.backend}, seed {args.seed}: "
+        f"{drawn} values drawn; leaked (any glyph pixel unchanged) / drawn\n"
     )
     for title, index in (("form", 1), ("size (px)", 3), ("face", 2)):
-        print(f"| {title} | with the record's date | no date in the header |")
+        print(f"| {title} | values in the header | not in the header |")
         print("|---|---|---|")
         for name, cells in _rows(summary, index):
             print(f"| {name} | {cells} |")
