@@ -737,8 +737,9 @@ def classify(
             for span in spans
             if s < span.end and e > span.start
         }
-        # dates no span covers, read as one word or split in two or three at a separator
-        # (a split may run over two lines of one row: the finder cut the row at the space)
+        # dates read as one word or split into up to four at a separator or a month name,
+        # no other span's words among them (a split may run over two lines of one row: the
+        # finder cut the row at the space)
         owners = {
             id(w): (line, region)
             for line, region in zip(frame.lines, frame.regions, strict=True)
@@ -836,7 +837,8 @@ def _loose_date(text: str) -> bool:
     """Three groups of a date between any separators but ``:`` (times stay times): day,
     month and year in digits (letters OCR reads for digits, and ``@`` for 0, allowed in a
     group that has a real digit; four real digits in all), or a day, a month name
-    (:func:`_is_month`) and a year in any order. The day is not checked: OCR misreads it.
+    (:func:`~dicomscrub.core.text_patterns.month_like`) and a year in any order. The day is
+    not checked: OCR misreads it.
 
     >>> [_loose_date(t) for t in ("69,.87,2013", "Dec 16.2017", "Jul 99,2013", "@9-JUL-2013")]
     [True, True, True, True]
