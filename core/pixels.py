@@ -56,7 +56,7 @@ from .errors import DeidError, ErrorCode, is_library_failure
 from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
-from .text_patterns import MONTHS, OCR_DIGITS, month_like
+from .text_patterns import DATE_GROUP, OCR_DIGITS, month_like
 from .text_regions import (
     STROKE,
     FrameChange,
@@ -853,7 +853,7 @@ def _loose_date(text: str) -> bool:
     """
     if ":" in text:
         return False
-    groups = _GROUP.findall(text.replace("@", "0"))
+    groups = DATE_GROUP.findall(text.replace("@", "0"))
     if len(groups) != 3:
         return False
     months = [g for g in groups if month_like(g)]
@@ -876,7 +876,6 @@ def _loose_date(text: str) -> bool:
     return day <= 2 and year in (2, 3, 4)  # 3: a year's digit lost ("Sep 09, 199")
 
 
-_GROUP = re.compile(r"(?:[^\W_]|\|)+")
 _OCR_GROUP = re.compile(r"(?=.*\d)[\dOoQDIl|]+")
 #: A day or month read as letters only: those OCR reads for 0, 1, 2, 5, 6, 7, 8.
 _LETTER_GROUP = re.compile(r"[OoQDIl|SBZGFT]{1,2}")
@@ -923,7 +922,7 @@ def _date_shaped(text: str) -> bool:
     month = match.group(2).upper()
     if sum(ch.isalpha() for ch in month) < 2:
         return False
-    return any(sum(a != b for a, b in zip(month, name, strict=True)) <= 1 for name in MONTHS)
+    return month_like(month)
 
 
 def spread_findings(views: NDArray[np.uint8], findings: list[Finding]) -> list[Finding]:

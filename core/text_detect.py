@@ -49,6 +49,7 @@ from rapidfuzz.distance import Levenshtein, Prefix
 
 from .policy import TextPolicy
 from .text_patterns import (
+    DATE_GROUP,
     DEVICE_KEYWORDS,
     ENTITY_TYPES,
     MONTHS,
@@ -962,7 +963,7 @@ class _RecordDates:
 
     def _is_date(self, text: str) -> bool:
         text = text.strip(_TRIMMED)
-        chunks = _DATE_CHUNK.findall(text)
+        chunks = DATE_GROUP.findall(text)
         if sum(ch.isdigit() for ch in text) < 4 or "".join(chunks) != _SEPARATORS.sub("", text):
             return False  # fewer than four real digits, or a character no date has
         month = [c for c in chunks if not _OCR_NUMBER.fullmatch(c)]
@@ -984,7 +985,7 @@ def _dateish(word: str) -> bool:
     """A word that can be part of a date: digits (or OCR's letters for them) and
     separators, or a month name one letter off."""
     if any(ch.isdigit() for ch in word):
-        return _SEPARATORS.sub("", _DATE_CHUNK.sub("", word)) == ""
+        return _SEPARATORS.sub("", DATE_GROUP.sub("", word)) == ""
     return month_like(word)
 
 
@@ -997,8 +998,6 @@ def _month_like(word: str, month: str) -> bool:
 _TRIMMED = ",.;:()[]"
 _LINE = re.compile(r"[^\n]+")
 _NONSPACE = re.compile(r"\S+")
-#: Characters of a date between its separators: digits (OCR's letters for them too) or a month.
-_DATE_CHUNK = re.compile(r"(?:[^\W_]|\|)+")
 _SEPARATORS = re.compile(r"[\s/.,-]+")
 _OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZG]+")
 

@@ -259,6 +259,11 @@ _MONTH_HEADS = frozenset(
 )
 
 
+#: The groups of a date between its separators (letters and digits; ``|`` is OCR's 1):
+#: ``DATE_GROUP.findall("O1/O5/2O24")`` gives ``["O1", "O5", "2O24"]``.
+DATE_GROUP = re.compile(r"(?:[^\W_]|\|)+")
+
+
 def month_like(word: str, *, fuzzy: bool = True) -> bool:
     """Whether an OCR word is a month: an abbreviation (with ``fuzzy``, at most one
     character wrong) or a full name.
