@@ -55,7 +55,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from .errors import DeidError, ErrorCode, is_library_failure
+from .errors import DeidError, ErrorCode, is_library_failure, quiet_codec_logs
 
 #: Source transfer syntaxes whose decoded values already differ from the original acquisition.
 LOSSY = {
@@ -159,7 +159,8 @@ def encode_pixels(
         and not all(changed)
     ):
         try:
-            _encode_changed_frames(ds, frames, changed, target)
+            with quiet_codec_logs():
+                _encode_changed_frames(ds, frames, changed, target)
             return target
         except BaseException as exc:  # fall back to encoding every frame
             if not is_library_failure(exc):
@@ -167,7 +168,8 @@ def encode_pixels(
     if target.is_compressed:
         try:
             array = frames[0] if frames.shape[0] == 1 else frames
-            ds.compress(target, array, generate_instance_uid=False)
+            with quiet_codec_logs():
+                ds.compress(target, array, generate_instance_uid=False)
             return target
         except BaseException as exc:  # the encoder refused this data: fall back to uncompressed
             if not is_library_failure(exc):

@@ -15,6 +15,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
 from enum import StrEnum
 
 
@@ -81,3 +85,40 @@ def is_library_failure(exc: BaseException) -> bool:
     (True, False)
     """
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+#: pydicom's loggers that record every failed codec attempt with its traceback.
+_CODEC_LOGGERS = ("pydicom.pixels.decoders.base", "pydicom.pixels.encoders.base")
+_quiet = threading.local()
+
+
+class _DropWhileQuiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "depth", 0)
+
+
+_DROP = _DropWhileQuiet()
+
+
+@contextlib.contextmanager
+def quiet_codec_logs() -> Iterator[None]:
+    """Drop pydicom's codec error logs (with tracebacks) in this thread, inside the block.
+
+    pydicom logs each decoder or encoder that fails, traceback included, before it
+    raises; the engine turns that exception into its own error code and message,
+    so the log would only repeat it as a traceback in the user's output. Logs of
+    other threads, and of pydicom used outside the block, are untouched.
+
+    >>> import logging
+    >>> with quiet_codec_logs():
+    ...     logging.getLogger("pydicom.pixels.decoders.base").error("not shown")
+    """
+    for name in _CODEC_LOGGERS:
+        logger = logging.getLogger(name)
+        if _DROP not in logger.filters:
+            logger.addFilter(_DROP)
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1

@@ -96,7 +96,7 @@ from .read import (
 )
 from .results import Action, Detector, Entity
 from .text_patterns import DEVICE_KEYWORDS
-from .verify import DenyList
+from .verify import DUMMY_VALUES, DenyList
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ ID_PREFIX = {
     "AccessionNumber": "ACC",
     "StudyID": "SID",
 }
-DUMMY_DATE = "19000101"
-DUMMY_VALUES = {"DA": DUMMY_DATE, "DT": DUMMY_DATE + "000000", "TM": "000000", "AS": "000Y"}
+DUMMY_DATE = DUMMY_VALUES["DA"]
 TEXT_MAX_LEN = {**MAX_VALUE_LEN, "PN": 64, "UC": 2**32 - 2, "UT": 2**32 - 2, "UR": 2**32 - 2}
 #: Well-known UIDs are kept: standard ones never identify a patient.
 DICOM_UID_ROOT = "1.2.840.10008."

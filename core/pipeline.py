@@ -60,7 +60,7 @@ from pydicom.uid import (
 
 from . import __version__
 from .errors import ConfigurationError, DeidError, ErrorCode, is_library_failure
-from .header import HeaderOutcome, HeaderStep
+from .header import HeaderOutcome, HeaderStep, is_well_known_uid
 from .policy import Policy
 from .profile import ProfileTable
 from .pseudonyms import DEFAULT_SECRET_ENV, Pseudonymizer
@@ -361,7 +361,8 @@ class Engine:
             uids=uids,
             modality=modality,
             deny=deny,
-            original_uids=[u for u in original_uids if u],
+            # a well-known UID (the standard colour palettes' SOPInstanceUID) is kept
+            original_uids=[u for u in original_uids if u and not is_well_known_uid(u)],
         )
 
     def _run_pixels(self, ds: Dataset, detector: Any) -> Any:
@@ -701,6 +702,9 @@ def patient_key_of(ds: Dataset) -> str:
     return f"study:{text_value(ds, 0x0020000D).strip()}"  # StudyInstanceUID
 
 
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR's SOP class
+
+
 def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
     """Replace the file meta with a minimal one for the de-identified dataset; zero the preamble."""
     old = getattr(ds, "file_meta", None)
@@ -715,6 +719,12 @@ def _rebuild_file_meta(ds: Dataset, *, fallback_uid: str) -> None:
             else ExplicitVRBigEndian
         )
     if BaseTag(0x00080016) not in ds._dict:
+        if str(getattr(old, "MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+            raise DeidError(
+                ErrorCode.INVALID_VALUE,
+                "a DICOMDIR (media storage directory) is an index, not an instance: "
+                "de-identify the files it lists and build a new DICOMDIR from the outputs",
+            )
         raise DeidError(ErrorCode.INVALID_VALUE, "the dataset has no SOPClassUID")
     sop_class = text_value(ds, 0x00080016)  # SOPClassUID
     sop_instance = text_value(ds, 0x00080018)  # SOPInstanceUID

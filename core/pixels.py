@@ -52,7 +52,7 @@ from pydicom.uid import UID
 from scipy import ndimage
 
 from .encode import encode_pixels
-from .errors import DeidError, ErrorCode, is_library_failure
+from .errors import DeidError, ErrorCode, is_library_failure, quiet_codec_logs
 from .ocr import CROP_PAD, ROTATED_LINE_OFFSET, OcrBackend, Word, get_backend, read_regions
 from .policy import FixedRegion, Policy
 from .results import Detector, Entity
@@ -206,7 +206,8 @@ def decode(ds: Dataset) -> Decoded:
         )
     try:
         options: Any = {"as_rgb": False}  # keep the stored colour space
-        array, info = decoder.as_array(ds, **options)
+        with quiet_codec_logs():  # the failure is reported below, as decode_failed
+            array, info = decoder.as_array(ds, **options)
     except BaseException as exc:
         if not is_library_failure(exc):
             raise

@@ -65,6 +65,12 @@ OWN_TAGS = frozenset({0x00120063, 0x00120064})
 MAX_BINARY_SCAN = 1 << 20
 MIN_LENGTH = 3
 
+#: The dummy values the header step writes into dates, times and ages (the header's
+#: ``DUMMY_VALUES``). They are constants, not taken from any record, so they are no leak
+#: even when a record holds the same placeholder (a birth date of 19000101).
+DUMMY_VALUES = {"DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y"}
+_DUMMIES = frozenset(DUMMY_VALUES.values())
+
 #: Values dicomscrub itself writes (pseudonyms, dummy tokens, default markers); they are
 #: blanked before searching, so a name part like PATIENT does not match PATIENT^XXXXXXXXXX.
 GENERATED = re.compile(
@@ -439,8 +445,9 @@ class DenyList:
         """Build the deny-list from :func:`identifying_elements` plus ``extra`` values."""
         elements = tuple(elements)
         typed = _typed(elements)
-        values = {_normalised(v) for v in (*typed, *extra)}
-        return cls(compile_deny(values), compile_deny(_full(elements)), typed)
+        values = {_normalised(v) for v in (*typed, *extra)} - _DUMMIES
+        whole = set(_full(elements)) - _DUMMIES
+        return cls(compile_deny(values), compile_deny(whole), typed)
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """``(start, end, entity type)`` of every deny-list match in ``text``."""

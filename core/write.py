@@ -328,6 +328,7 @@ def encode_parts(ds: Dataset, source: bytes | None = None, spans: Spans | None =
             warnings.simplefilter("ignore")
             parts = _splice(ds, source, spans) if source is not None and spans else None
             if parts is None:
+                _parse_implicit_elements(ds)
                 buffer = io.BytesIO()
                 pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
                 parts = [buffer.getvalue()]
@@ -339,6 +340,20 @@ def encode_parts(ds: Dataset, source: bytes | None = None, spans: Spans | None =
             f"the de-identified dataset cannot be encoded ({type(exc).__name__})",
         ) from None
     return parts
+
+
+def _parse_implicit_elements(ds: Dataset) -> None:
+    """Give every element a VR when an explicit-VR file's dataset was encoded implicitly.
+
+    pydicom reads such a file as found (implicit VR) but cannot write its raw
+    elements, which have no VR, as the explicit transfer syntax says; parsed,
+    they take their VR from the data dictionary (private ones become UN).
+    """
+    syntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ""))
+    if not syntax.is_transfer_syntax or syntax.is_implicit_VR:
+        return
+    if any(getattr(e, "is_raw", False) and e.VR is None for e in ds._dict.values()):
+        ds.walk(lambda dataset, element: None)
 
 
 def _charset_terms(ds: Dataset) -> list[str]:

@@ -272,3 +272,77 @@ def test_damaged_inputs_fail_with_their_own_code_not_internal_error() -> None:
         out, result = engine.process_bytes(data)
         assert out is None
         assert result.error_code == code, result.error_message
+
+
+# -- real files that are unusual but valid (pydicom's own test and palette files) ----------------
+
+
+def test_standard_colour_palette_keeps_its_well_known_instance_uid(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The standard palettes (Color Palette Storage) have well-known SOPInstanceUIDs
+    (1.2.840.10008.1.5.x), which are kept; verify used to count them as surviving
+    original UIDs and refused every such file."""
+    from pydicom.data import get_palette_files
+
+    source = Path(get_palette_files("spring.dcm")[0])
+    result = engine.process_file(str(source), str(tmp_path / "spring.dcm"))
+    assert result.status == "ok", result.error_message
+    out = pydicom.dcmread(tmp_path / "spring.dcm")
+    assert out.SOPInstanceUID == pydicom.dcmread(source).SOPInstanceUID == "1.2.840.10008.1.5.5"
+    assert out.file_meta.MediaStorageSOPInstanceUID == "1.2.840.10008.1.5.5"
+
+
+@pytest.mark.parametrize("pixels", ["off", "phi"])
+def test_implicit_dataset_under_an_explicit_transfer_syntax_is_written_explicit(
+    tmp_path: Path, pixels: str
+) -> None:
+    """SC_rgb_jpeg.dcm declares JPEG Baseline (explicit VR) but its dataset is implicit
+    VR: pydicom reads it and cannot write it back (its elements have no VR)."""
+    source = pydicom_test_file("SC_rgb_jpeg.dcm")
+    before = pydicom.dcmread(source)
+    assert not before.file_meta.TransferSyntaxUID.is_implicit_VR
+    assert pydicom.dcmread(source).get_item(0x00080008).VR is None  # read as found: implicit
+    engine = Engine({"pixels": {"mode": pixels}}, secret=SECRET)
+    result = engine.process_file(str(source), str(tmp_path / "sc.dcm"))
+    assert result.status == "ok", result.error_message
+    data = (tmp_path / "sc.dcm").read_bytes()
+    assert b"\x08\x00\x08\x00CS" in data  # ImageType written with its explicit VR
+    out = pydicom.dcmread(tmp_path / "sc.dcm")
+    assert out.file_meta.TransferSyntaxUID == before.file_meta.TransferSyntaxUID
+    assert list(out.ImageType) == list(before.ImageType)
+    assert out.PixelData == before.PixelData  # no text in the image: the JPEG bytes as they were
+    assert out.PatientIdentityRemoved == "YES"
+
+
+def test_dicomdir_is_refused_with_a_message_that_says_what_to_do(
+    engine: Engine, tmp_path: Path
+) -> None:
+    result = engine.process_file(str(pydicom_test_file("DICOMDIR")), str(tmp_path / "DICOMDIR"))
+    assert (result.status, result.error_code) == ("failed", "invalid_value")
+    assert "DICOMDIR" in (result.error_message or "")
+    assert not (tmp_path / "DICOMDIR").exists()
+
+
+def test_a_placeholder_birth_date_does_not_fail_the_dummy_dates(tmp_path: Path) -> None:
+    """The basic profile writes the dummy date 19000101; a record whose birth date is that
+    placeholder (deid-data's ultrasound files) was refused as if the dummy leaked it."""
+    ds = pydicom.dcmread(pydicom_test_file("CT_small.dcm"))
+    ds.PatientBirthDate = "19000101"
+    source = tmp_path / "in.dcm"
+    ds.save_as(source)
+    engine = Engine({"base": "basic", "pixels": {"mode": "off"}}, secret=SECRET)
+    result = engine.process_file(str(source), str(tmp_path / "out.dcm"))
+    assert result.status == "ok", result.error_message
+    out = pydicom.dcmread(tmp_path / "out.dcm")
+    assert out.ContentDate == "19000101"
+    # verify still finds a real birth date where it survives, and not the placeholder
+    from pydicom.dataset import Dataset
+
+    from dicomscrub.core.verify import find_residual_phi
+
+    before, after = Dataset(), Dataset()
+    before.PatientBirthDate = after.ContentDate = "19000101"
+    assert find_residual_phi(before, after) == []
+    before.PatientBirthDate = after.ContentDate = "19610312"
+    assert find_residual_phi(before, after) == ["ContentDate"]

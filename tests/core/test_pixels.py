@@ -943,3 +943,31 @@ def test_record_dates_read_wrong_are_masked(backend: OcrBackend) -> None:
     detector = TextDetector(Policy().text).with_identifiers(ids)
     redact_pixels(ds, detector=detector, policy=Policy(), hmac=_hmac, backend=backend)
     _assert_masked_and_kept(decode(ds).frames[0], pixels, inks)
+
+
+def test_a_failed_decode_is_one_error_code_not_pydicoms_logged_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pydicom logs every decoder that fails, traceback included, before it raises; in the
+    engine that reached the user's console and task logs beside the file's error code."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    from dicomscrub.core.pipeline import Engine
+    from support import pydicom_test_file
+
+    data = pydicom_test_file("JPEG2000-embedded-sequence-delimiter.dcm").read_bytes()
+    engine = Engine({"pixels": {"mode": "phi"}}, secret="pixel-test-secret")
+    with caplog.at_level("DEBUG"):
+        out, result = engine.process_bytes(data)
+    assert out is None
+    assert (result.error_code, result.error_message) == (
+        "decode_failed",
+        "cannot decode JPEG 2000 Image Compression (RuntimeError)",
+    )
+    assert [r for r in caplog.records if r.name.startswith("pydicom")] == []
+    assert not any(r.exc_info for r in caplog.records)
+    # pydicom used outside the engine still logs as it always did
+    ds = pydicom.dcmread(io.BytesIO(data))
+    with caplog.at_level("DEBUG"), pytest.raises(RuntimeError):
+        get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds)
+    assert any(r.name == "pydicom.pixels.decoders.base" for r in caplog.records)
