@@ -640,6 +640,9 @@ _READ_CARET_NAME = re.compile(
     r"(?:[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*[^\W\d_]+)?(?![\w^])"
 )
 
+#: FAMILY, GIVEN in capitals, as screens and forms print a patient's name.
+_COMMA_NAME = re.compile(r"(?<![\w^,])([A-Z][A-Z'-]{2,})[ \t]*,[ \t]*([A-Z][A-Z'-]{2,})(?![\w^])")
+
 
 def ocr_digit_view(text: str) -> str:
     """Return ``text`` with OCR letter/digit confusions fixed inside number-like words.
@@ -873,6 +876,8 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
             yield Span(trimmed[0], trimmed[1], "PERSON", "pattern", 0.85)
     yield from _gazetteer_spans(text, vocab)
     yield from _caret_name_spans(text, vocab)
+    if "," in text:
+        yield from _comma_name_spans(text, vocab)
 
 
 def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
@@ -886,6 +891,22 @@ def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     """
     for match in _READ_CARET_NAME.finditer(text):
         if fold(match.group(2)) in vocab.first_names:
+            yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
+
+
+def _comma_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    """``FAMILY, GIVEN`` in capitals, the given name a known first name that is no common
+    word: a name even when the family name is vocabulary (``SMALL, JAMES``, ``CROSS,
+    PAUL``), which the gazetteer would not take. Labels with commas (``CHEST, PA``,
+    ``SAG, T2``, ``ABDOMEN, PORTABLE``) have no first name after the comma.
+
+    >>> text = "SMALL, JAMES  CHEST, PA  ABDOMEN, PORTABLE  Small, James"
+    >>> [text[s.start : s.end] for s in _comma_name_spans(text, vocabulary())]
+    ['SMALL, JAMES']
+    """
+    for match in _COMMA_NAME.finditer(text):
+        family, given = fold(match.group(1)), fold(match.group(2))
+        if given in vocab.first_names and given not in vocab.common and family not in vocab.stop:
             yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
 
 
