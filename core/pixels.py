@@ -716,8 +716,12 @@ def classify(
                     # "Memorial Hospital" after a matched "Richard": the whole caption, including
                     # pieces of it read as neighbouring lines on the same row.
                     targets = [(ln, ln, rg) for ln, rg in _caption(frame, line, region)]
+                # a piece of a rotated caption can be as wide as tall ("Hi" of "Hill Medical
+                # Center" running down): it runs the way the span's own line runs
+                down = _runs_down(region)
                 for words, owner, area in targets:
-                    box = _stretch(_union([w.box for w in words]), words, owner, area, view)
+                    box = _union([w.box for w in words])
+                    box = _stretch(box, words, owner, area, view, down=down)
                     if (index, box, span.entity_type) in seen:
                         continue
                     seen.add((index, box, span.entity_type))
@@ -1148,18 +1152,21 @@ def _stretch(
     line: list[Word],
     region: Box,
     view: NDArray[np.uint8] | None = None,
+    *,
+    down: bool | None = None,
 ) -> Box:
     """Stretch a span's box toward the region edge where the span starts or ends the line.
 
-    At most about one glyph (a line height), horizontally only: the region can
-    also hold an anatomy edge that touches the caption. With the ``view``, an
-    end of the line then also grows over the glyph ink that continues it past
-    the region (:func:`ink_beyond`).
+    At most about one glyph (a line height), along the line only (``down``: a
+    rotated line, running down the image; by default when its region is taller
+    than wide): the region can also hold an anatomy edge that touches the
+    caption. With the ``view``, an end of the line then also grows over the
+    glyph ink that continues it past the region (:func:`ink_beyond`).
     """
     x0, y0, x1, y1 = box[0], box[1], box[0] + box[2], box[1] + box[3]
     rx0, ry0, rx1, ry1 = region[0], region[1], region[0] + region[2], region[1] + region[3]
     first, last = group[0] is line[0], group[-1] is line[-1]
-    if _runs_down(region):
+    if _runs_down(region) if down is None else down:
         reach = max(4, box[2])
         if first or last:
             y0, y1 = max(ry0, y0 - reach), min(ry1, y1 + reach)

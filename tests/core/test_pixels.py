@@ -971,3 +971,34 @@ def test_a_failed_decode_is_one_error_code_not_pydicoms_logged_tracebacks(
     with caplog.at_level("DEBUG"), pytest.raises(RuntimeError):
         get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds)
     assert any(r.name == "pydicom.pixels.decoders.base" for r in caplog.records)
+
+
+def test_a_square_piece_of_a_rotated_caption_grows_down_the_caption() -> None:
+    """The caption "Hill Medical Center" running down a CR's edge (held-out faces,
+    pytesseract, corpus seed 1181): the proposal cut "Hi" off as a square region, read
+    upright as "=", and left the two l's out of every region. Masked as part of the
+    caption, the square piece was taken for an upright line and grew sideways; the l's
+    stayed readable. It now grows the way its caption runs, over the ink that continues it."""
+    from dicomscrub.core.ocr import Word
+    from dicomscrub.core.pixels import FrameText, classify
+    from dicomscrub.core.text_detect import RecordIdentifiers, TextDetector
+
+    view = np.zeros((300, 1000), np.uint8)  # the OCR view: bright glyphs on a dark ground
+    view[[120, 121, 127], 975:987] = 230  # "H", turned
+    view[122:127, 980:982] = 230
+    view[131:133, 975:984] = 230  # "i"
+    view[[135, 136, 139, 140], 975:987] = 230  # "l", "l": in no proposed region
+    view[147:256:3, 975:987] = 230  # "Medical Center"
+    lines = [
+        [Word("=", (976, 121, 10, 12), 0.9)],
+        [Word("Medical", (974, 147, 14, 50), 0.96), Word("Center", (974, 200, 14, 56), 0.96)],
+    ]
+    frame = FrameText(lines, [(974, 120, 14, 14), (974, 146, 14, 110)], [False, True])
+    ids = RecordIdentifiers(organizations=("Hill Medical Center",))
+    detector = TextDetector(Policy().text).with_identifiers(ids)
+    found = classify([frame], detector, mode="phi", views=view[np.newaxis])
+    assert {f.entity_type for f in found} == {"ORG"}
+    piece = next(f.box for f in found if f.box[1] < 130)
+    top, bottom = piece[1], piece[1] + piece[3]
+    assert (top <= 120, bottom >= 141) == (True, True), piece  # over "Hi" and both l's
+    assert (piece[0] >= 974, piece[0] + piece[2] <= 988) == (True, True), piece  # not sideways
