@@ -42,8 +42,6 @@ EXPECTED_FAILURES = {
     "nested_priv_SQ.dcm": "invalid_value",
     "priv_SQ.dcm": "invalid_value",
     "empty_charset_LEI.dcm": "invalid_value",
-    # pydicom itself cannot write this file back (ImageType value); the floor fails too
-    "SC_rgb_jpeg.dcm": "encode_failed",
     # a stray byte before the first element: not a dataset
     "no_meta.dcm": "not_dicom",
 }
@@ -57,11 +55,11 @@ def _dicom_like(path: Path) -> bool:
 
 
 def _installed_test_files() -> list[Path]:
-    """pydicom's bundled test files and pydicom-data's, without trying any download
-    (``get_testdata_files`` also tries to fetch files that are not installed)."""
+    """pydicom's bundled test and colour palette files and pydicom-data's, without trying
+    any download (``get_testdata_files`` also tries to fetch files that are not installed)."""
     from pydicom.data.data_manager import DATA_ROOT, external_data_sources
 
-    found = list((Path(DATA_ROOT) / "test_files").glob("*"))
+    found = [*(Path(DATA_ROOT) / "test_files").glob("*"), *(Path(DATA_ROOT) / "palettes").glob("*")]
     for source in external_data_sources().values():
         found += [Path(p) for p in source.get_paths("*", 0)]
     return sorted(p for p in found if p.is_file() and p.suffix != ".py")
