@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -640,6 +641,14 @@ _READ_CARET_NAME = re.compile(
     r"(?:[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*[^\W\d_]+)?(?![\w^])"
 )
 
+#: Common surnames (Faker's en_US and en_GB lists) that are also vocabulary words
+#: (``never_phi_terms.txt``: anatomy, techniques, eponyms), so the gazetteer never takes them.
+_VOCABULARY_SURNAMES = frozenset(
+    {
+        "branch", "colon", "cross", "dixon", "gray", "grey", "holder", "long", "page", "sharp",
+        "short", "small", "stone", "wall", "ward", "willis",
+    }
+)  # fmt: skip
 #: FAMILY, GIVEN in capitals, as screens and forms print a patient's name.
 _COMMA_NAME = re.compile(r"(?<![\w^,])([A-Z][A-Z'-]{2,})[ \t]*,[ \t]*([A-Z][A-Z'-]{2,})(?![\w^])")
 
@@ -878,6 +887,7 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     yield from _caret_name_spans(text, vocab)
     if "," in text:
         yield from _comma_name_spans(text, vocab)
+    yield from _given_vocabulary_surname_spans(text, vocab)
 
 
 def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
@@ -908,6 +918,28 @@ def _comma_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
         family, given = fold(match.group(1)), fold(match.group(2))
         if given in vocab.first_names and given not in vocab.common and family not in vocab.stop:
             yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
+
+
+def _given_vocabulary_surname_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    """``Given Family`` (or ``GIVEN FAMILY``) where the family name is a common surname that
+    is also a vocabulary word (``James Small``, ``PAUL CROSS``) and the given name a known
+    first name that is no common word. Anatomy keeps its words (``Sigmoid Colon``,
+    ``Chest Wall``, ``Kidney Stone``: no first name before them).
+
+    >>> text = "James Small  Sigmoid Colon  Chest Wall  PAUL CROSS  James small"
+    >>> [text[s.start : s.end] for s in _given_vocabulary_surname_spans(text, vocabulary())]
+    ['James Small', 'PAUL CROSS']
+    """
+    for given, family in itertools.pairwise(WORD_RE.finditer(text)):
+        if text[given.end() : family.start()] not in (" ", "\t"):
+            continue
+        g, f = given.group(), family.group()
+        same_case = (g.isupper() and f.isupper()) or (g.istitle() and f.istitle())
+        if not same_case or fold(f) not in _VOCABULARY_SURNAMES:
+            continue
+        first = fold(g)
+        if first in vocab.first_names and first not in vocab.common and first not in vocab.stop:
+            yield Span(given.start(), family.end(), "PERSON", "pattern", 0.7)
 
 
 def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
