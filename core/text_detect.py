@@ -1159,10 +1159,13 @@ class _DenyMatcher:
     ) -> Iterator[tuple[int, int, str, float, bool]]:
         """OCR: a damaged word right beside a name part read exactly, on its line, is
         another part of the name when it is :data:`NEAR_WORD_RATIO` like it
-        (``CRATG* JAMES`` for ``CRAIG^JAMES``: one letter wrong in five is too many alone).
+        (``CRATG* JAMES`` for ``CRAIG^JAMES``: one letter wrong in five is too many alone);
+        a piece of a part (four letters or more, ``TOPHE`` of CHRISTOPHER, cut off by OCR)
+        is one beside any word found to be the name.
         """
         exact = {(m[0], m[1]) for m in marks if m[2] == "PERSON" and m[3] == 1.0}
-        if not exact:
+        named = {(m[0], m[1]) for m in marks if m[2] == "PERSON"}
+        if not named:
             return
         marked = [(m[0], m[1]) for m in marks]
         parts = list(self.parts)
@@ -1172,14 +1175,18 @@ class _DenyMatcher:
             folded = fold(token.group())
             if len(folded) < 4 or not folded.isalpha() or self.vocab.is_safe_word(folded):
                 continue
+            piece = any(folded in p and folded != p for p in parts)
             for other in (index - 1, index + 1):
                 if not 0 <= other < len(tokens):
                     continue
                 near = tokens[other]
-                if (near.start(), near.end()) not in exact:
-                    continue
                 gap = text[min(token.end(), near.end()) : max(token.start(), near.start())]
                 if len(gap) > 3 or "\n" in gap:
+                    continue
+                if piece and (near.start(), near.end()) in named:
+                    yield token.start(), token.end(), "PERSON", 0.8, True
+                    break
+                if (near.start(), near.end()) not in exact:
                     continue
                 exact_part = fold(near.group())
                 others = [p for p in parts if p != exact_part]
@@ -1194,7 +1201,9 @@ class _DenyMatcher:
         """A whole name run together with its caret read as a digit ("MATTHEWS4NICOLE").
 
         Only for OCR text, and only against the record's names written run
-        together (two or more parts, fuzzily): one or two digits between letters.
+        together (two or more parts, fuzzily): one or two digits between letters;
+        or one part as written, the digits, and the first three letters or more of
+        another part ("MATHEWS4CHRIS" for MATHEWS^CHRISTOPHER, OCR cutting the word).
         """
         letters = _INNER_DIGITS.sub("", folded)
         if letters == folded or not letters.isalpha() or len(folded) - len(letters) > 2:
@@ -1202,7 +1211,17 @@ class _DenyMatcher:
         best = process.extractOne(
             letters, self.joined, scorer=_ocr_scorer, score_cutoff=self.threshold
         )
-        return None if best is None else ("PERSON", round(0.9 * best[1] / 100.0, 3), True)
+        if best is not None:
+            return "PERSON", round(0.9 * best[1] / 100.0, 3), True
+        # the name's second part cut off by OCR after a few letters ("MATHEWS4CHRIS" for
+        # MATHEWS^CHRISTOPHER, "TOPHE" read as a word of its own): one part as written,
+        # then the start of another part
+        pieces = _INNER_DIGITS.split(folded)
+        if len(pieces) != 2:
+            return None
+        first, second = pieces
+        cut = len(second) >= 3 and any(p != first and p.startswith(second) for p in self.parts)
+        return ("PERSON", 0.85, True) if self.parts.get(first) and cut else None
 
     def _match_word(self, folded: str, ocr: bool) -> tuple[str, float, bool] | None:
         alone = self.parts.get(folded)
