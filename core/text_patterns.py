@@ -29,7 +29,6 @@ Examples
 
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -649,6 +648,11 @@ _VOCABULARY_SURNAMES = frozenset(
         "short", "small", "stone", "wall", "ward", "willis",
     }
 )  # fmt: skip
+_SURNAME_WORD = re.compile(
+    r"(?<![\w^])(?:" + "|".join(sorted(_VOCABULARY_SURNAMES)) + r")(?![\w^])", re.IGNORECASE
+)
+#: The word right before a position, one space or tab between.
+_WORD_BEFORE = re.compile(r"(?<![\w^])([^\W\d_][\w'-]*)[ \t]\Z")
 #: FAMILY, GIVEN in capitals, as screens and forms print a patient's name.
 _COMMA_NAME = re.compile(r"(?<![\w^,])([A-Z][A-Z'-]{2,})[ \t]*,[ \t]*([A-Z][A-Z'-]{2,})(?![\w^])")
 
@@ -930,16 +934,19 @@ def _given_vocabulary_surname_spans(text: str, vocab: Vocabulary) -> Iterator[Sp
     >>> [text[s.start : s.end] for s in _given_vocabulary_surname_spans(text, vocabulary())]
     ['James Small', 'PAUL CROSS']
     """
-    for given, family in itertools.pairwise(WORD_RE.finditer(text)):
-        if text[given.end() : family.start()] not in (" ", "\t"):
+    lower = text.lower()
+    if not any(word in lower for word in _VOCABULARY_SURNAMES):
+        return
+    for family in _SURNAME_WORD.finditer(text):
+        given = _WORD_BEFORE.search(text, max(0, family.start() - 40), family.start())
+        if given is None:
             continue
-        g, f = given.group(), family.group()
-        same_case = (g.isupper() and f.isupper()) or (g.istitle() and f.istitle())
-        if not same_case or fold(f) not in _VOCABULARY_SURNAMES:
+        g, f = given.group(1), family.group()
+        if not ((g.isupper() and f.isupper()) or (g.istitle() and f.istitle())):
             continue
         first = fold(g)
         if first in vocab.first_names and first not in vocab.common and first not in vocab.stop:
-            yield Span(given.start(), family.end(), "PERSON", "pattern", 0.7)
+            yield Span(given.start(1), family.end(), "PERSON", "pattern", 0.7)
 
 
 def _gazetteer_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
