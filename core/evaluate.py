@@ -14,7 +14,9 @@ valid_dicom               the output parses (no ``force``), keeps SOP class, has
                           pixels decode to the input's frames x rows x columns x samples
 header_phi_recall         none of a planted value's needles occurs anywhere in the output
                           (any element, any sequence depth, private tags, file meta; names
-                          by parts, dates in 12 spellings; see :mod:`.answer_key`)
+                          by parts, dates in 12 spellings; see :mod:`.answer_key`); a date
+                          element holding its own date moved by the file's shift is not
+                          searched for the other dates (a shift can land on one of them)
 free_text_words_kept      a word that must survive is still a word of its element
 preserved_attributes      a must-preserve attribute (Rows, PixelSpacing, ...) is unchanged
 uids_changed              an input UID occurrence is gone from its output file (remapped or
@@ -444,9 +446,14 @@ def evaluate(corpus: str | Path, output: str | Path, *, audit: str | None = None
 def _score_header(report: Report, fk: dict[str, Any], out_ds: Dataset | None) -> None:
     kind, rel = fk["kind"], fk["path"]
     strings = dataset_strings(out_ds) if out_ds is not None else []
+    shifted = _shifted_date_paths(fk, out_ds) if out_ds is not None else set()
     for planted in fk["header_phi"]:
         pattern = needle_pattern(planted["needles"])
-        found = [path for path, text in strings if pattern.search(text)]
+        found = [
+            path
+            for path, text in strings
+            if pattern.search(text) and not (planted["type"] == "DATE" and path in shifted)
+        ]
         report.add("header_phi_recall", not found, kind=kind, entity_type=planted["type"])
         if found:
             report.leaks.append(
@@ -473,6 +480,33 @@ def _score_header(report: Report, fk: dict[str, Any], out_ds: Dataset | None) ->
     for item in fk["preserve"]:
         elem = resolve(out_ds, item["path"]) if out_ds is not None else None
         report.add("preserved_attributes", _same_value(item["value"], elem), kind=kind)
+
+
+def _shifted_date_paths(fk: dict[str, Any], out_ds: Dataset) -> set[str]:
+    """The file's planted date elements that hold their own date moved by the file's shift.
+
+    The shift is the most common difference between output and input over the file's
+    dates, and not zero. Such an element can equal another planted date by chance (a
+    study date moved back 44 days onto the prior exam's date, corpus seed 1249): that
+    is no leak of the other date, which the scorer would otherwise report.
+
+    >>> out = Dataset(); out.StudyDate = "20160409"; out.SeriesDate = "20160409"
+    >>> fk = {"dates": [{"path": "StudyDate", "value": "20160523"},
+    ...                 {"path": "SeriesDate", "value": "20160523"}]}
+    >>> sorted(_shifted_date_paths(fk, out))
+    ['SeriesDate', 'StudyDate']
+    """
+    shifts: dict[str, int] = {}
+    for entry in fk["dates"]:
+        elem = resolve(out_ds, entry["path"])
+        after = _parse_date(elem.value) if elem is not None else None
+        before = _parse_date(entry["value"])
+        if after is not None and before is not None:
+            shifts[entry["path"]] = (after - before).days
+    if not shifts:
+        return set()
+    common, _ = Counter(shifts.values()).most_common(1)[0]
+    return {path for path, days in shifts.items() if days == common != 0}
 
 
 def _valid_header(fk: dict[str, Any], ds: Dataset) -> bool:

@@ -241,6 +241,13 @@ def _date_shifted_differently(key: dict[str, Any], out: Path) -> None:
     _edit(out, f["path"], change)
 
 
+def _birth_date_as_a_shifted_date(key: dict[str, Any], out: Path) -> None:
+    """The birth date written where a shifted date belongs: a leak, whatever the shift."""
+    f = _file(key, "dx")
+    birth = next(p for p in f["header_phi"] if p["path"] == "PatientBirthDate")["value"]
+    _edit(out, f["path"], lambda ds: setattr(ds, "AcquisitionDate", birth))
+
+
 def _free_text_dropped(key: dict[str, Any], out: Path) -> None:
     f = _file(key, "ct")
     _edit(out, f["path"], lambda ds: delattr(ds, "StudyDescription"))
@@ -295,6 +302,10 @@ DEFECTS: dict[str, tuple[Callable[..., None], set[str]]] = {
     "two UIDs merged": (_uids_merged, {"uid_distinct"}),
     "reference broken": (_reference_broken, {"references_intact", "uid_consistency"}),
     "date shifted differently": (_date_shifted_differently, {"date_intervals"}),
+    "birth date in a date element": (
+        _birth_date_as_a_shifted_date,
+        {"header_phi_recall", "date_intervals"},
+    ),
     "free text dropped": (_free_text_dropped, {"free_text_words_kept"}),
     "pixel outside text changed": (_pixel_outside_changed, {"pixels_outside_text"}),
     "label painted over": (_label_painted_over, {"burned_in_labels_kept"}),
@@ -337,6 +348,35 @@ def test_single_defect_moves_its_metric(
         assert report.leaks
     if change is _label_painted_over:  # named, so that a sweep can say which label was lost
         assert any("label 'Sag Liver L-M'" in p["problem"] for p in report.problems)
+
+
+def test_a_shifted_date_equal_to_another_planted_date_is_no_leak(
+    corpus: Path, oracle: Path, tmp_path: Path
+) -> None:
+    """Corpus seed 1249: a patient's dates moved back 44 days put the study date onto the
+    prior exam's date, planted in ImageComments; the scorer found that date's needle in
+    StudyDate and reported five leaks that were none. A date element holding its own date
+    moved by the file's shift is no place where another date leaks."""
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy)
+    key = load_answer_key(copy)
+    f = _file(key, "ct")
+    study = str(pydicom.dcmread(oracle / f["path"]).StudyDate)  # the shifted study date
+    f["header_phi"].append(
+        {"path": "ImageComments", "tag": "(0020,4000)", "value": study, "type": "DATE",
+         "where": "free_text", "needles": [study]}
+    )  # fmt: skip
+    (copy / "answer_key.json").write_text(json.dumps(key), encoding="utf-8")
+    report = evaluate(copy, oracle)
+    assert report.metrics["header_phi_recall"].rate == 1.0, report.leaks
+    # the same value written anywhere else is still a leak
+    out = tmp_path / "out"
+    shutil.copytree(oracle, out)
+    _edit(out, f["path"], lambda ds: setattr(ds, "ImageComments", f"prior {study}"))
+    leaks = evaluate(copy, out).leaks
+    assert [(leak["path"], leak["found_in"]) for leak in leaks] == [
+        ("ImageComments", ["ImageComments"])
+    ]
 
 
 def test_missing_output_counts_as_not_leaked(corpus: Path, identity: Path, tmp_path: Path) -> None:
