@@ -899,7 +899,9 @@ class _RecordDates:
       are written in (year-month-day, month-day-year, day-month-year; two- or
       four-digit year), or one edit away from an 8-digit order;
     * with a month name one letter away from the date's month (at least two letters
-      right), their digits are the day and year, in either order.
+      right), their digits are the day and year, in either order; or with the month's
+      first or last letter lost (``21,AN-2018``: a ``J`` read as a comma), the day and
+      a four-digit year.
 
     At least four digits must be read as digits. OCR text only: in header text a
     date is found by its patterns.
@@ -910,6 +912,9 @@ class _RecordDates:
     ['01/05/ 2024', '01105/2024', 'O1/O5/2O24', 'Jam 5. 2024', '2024 01 06']
     >>> list(dates.find("WW 2024 WL 105, 5.0mm, 01/05 12:30"))
     []
+    >>> [text[s:e] for text in ("5,AN-2024", "5 JA 2024", "5,AN-24", "5,EB-2024")
+    ...  for s, e in dates.find(text)]  # a 2-digit year, another month: not the date
+    ['5,AN-2024', '5 JA 2024']
     """
 
     def __init__(self, values: Iterable[str]) -> None:
@@ -973,8 +978,14 @@ class _RecordDates:
                 abs(len(digits) - 8) <= 1
                 and any(Levenshtein.distance(digits, n, score_cutoff=1) <= 1 for n in self.long)
             )
-        if len(month) > 1 or len(month[0]) < 3:
+        if len(month) > 1 or len(month[0]) < 2:
             return False
+        if len(month[0]) == 2:  # a letter of the month lost ("21,AN-2018": J read as ",")
+            cut = month[0].upper()
+            return len(digits) >= 5 and any(
+                digits in day_years and cut in (name[1:], name[:2])
+                for name, day_years in self.named.items()
+            )
         return any(
             digits in day_years and _month_like(month[0], name)
             for name, day_years in self.named.items()
@@ -983,10 +994,10 @@ class _RecordDates:
 
 def _dateish(word: str) -> bool:
     """A word that can be part of a date: digits (or OCR's letters for them) and
-    separators, or a month name one letter off."""
+    separators, or a month name one letter off or cut by a letter."""
     if any(ch.isdigit() for ch in word):
         return _SEPARATORS.sub("", DATE_GROUP.sub("", word)) == ""
-    return month_like(word)
+    return month_like(word) or word.upper() in _CUT_MONTHS
 
 
 def _month_like(word: str, month: str) -> bool:
@@ -995,6 +1006,8 @@ def _month_like(word: str, month: str) -> bool:
     return month_like(word) and sum(a != b for a, b in zip(head, month, strict=True)) <= 1
 
 
+#: Month abbreviations with their first or last letter lost ("AN", "JA" for JAN).
+_CUT_MONTHS = frozenset(cut for m in MONTHS for cut in (m[1:], m[:2]))
 _TRIMMED = ",.;:()[]"
 _LINE = re.compile(r"[^\n]+")
 _NONSPACE = re.compile(r"\S+")
