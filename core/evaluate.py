@@ -434,8 +434,9 @@ def evaluate(corpus: str | Path, output: str | Path, *, audit: str | None = None
                     {"file": rel, "problem": f"unreadable: {type(exc).__name__}"}
                 )
         source = pydicom.dcmread(corpus_path / DICOM_DIR / rel)
-        _score_header(report, fk, out_ds)
-        _score_uids_dates(fk, out_ds, uid_seen, patient_shifts, report)
+        date_shifts = _date_shifts(fk, out_ds) if out_ds is not None else {}
+        _score_header(report, fk, out_ds, date_shifts)
+        _score_uids_dates(fk, out_ds, date_shifts, uid_seen, patient_shifts, report)
         _score_pixels(report, fk, source, out_ds, masks)
     _score_uid_tables(report, uid_seen)
     for _patient, shifts in sorted(patient_shifts.items()):
@@ -443,10 +444,12 @@ def evaluate(corpus: str | Path, output: str | Path, *, audit: str | None = None
     return report
 
 
-def _score_header(report: Report, fk: dict[str, Any], out_ds: Dataset | None) -> None:
+def _score_header(
+    report: Report, fk: dict[str, Any], out_ds: Dataset | None, shifts: dict[str, int]
+) -> None:
     kind, rel = fk["kind"], fk["path"]
     strings = dataset_strings(out_ds) if out_ds is not None else []
-    shifted = _shifted_date_paths(fk, out_ds) if out_ds is not None else set()
+    shifted = _shifted_date_paths(shifts)
     for planted in fk["header_phi"]:
         pattern = needle_pattern(planted["needles"])
         found = [
@@ -482,27 +485,35 @@ def _score_header(report: Report, fk: dict[str, Any], out_ds: Dataset | None) ->
         report.add("preserved_attributes", _same_value(item["value"], elem), kind=kind)
 
 
-def _shifted_date_paths(fk: dict[str, Any], out_ds: Dataset) -> set[str]:
-    """The file's planted date elements that hold their own date moved by the file's shift.
+def _date_shifts(fk: dict[str, Any], out_ds: Dataset) -> dict[str, int]:
+    """Days between input and output of each planted date element whose output holds a date.
 
-    The shift is the most common difference between output and input over the file's
-    dates, and not zero. Such an element can equal another planted date by chance (a
-    study date moved back 44 days onto the prior exam's date, corpus seed 1249): that
-    is no leak of the other date, which the scorer would otherwise report.
-
-    >>> out = Dataset(); out.StudyDate = "20160409"; out.SeriesDate = "20160409"
-    >>> fk = {"dates": [{"path": "StudyDate", "value": "20160523"},
-    ...                 {"path": "SeriesDate", "value": "20160523"}]}
-    >>> sorted(_shifted_date_paths(fk, out))
-    ['SeriesDate', 'StudyDate']
+    >>> out = Dataset(); out.StudyDate = "20160409"
+    >>> _date_shifts({"dates": [{"path": "StudyDate", "value": "20160523"}]}, out)
+    {'StudyDate': -44}
     """
     shifts: dict[str, int] = {}
     for entry in fk["dates"]:
         elem = resolve(out_ds, entry["path"])
         after = _parse_date(elem.value) if elem is not None else None
-        before = _parse_date(entry["value"])
-        if after is not None and before is not None:
+        if after is not None:
+            before = _parse_date(entry["value"])
+            assert before is not None
             shifts[entry["path"]] = (after - before).days
+    return shifts
+
+
+def _shifted_date_paths(shifts: dict[str, int]) -> set[str]:
+    """The planted date elements that hold their own date moved by the file's shift.
+
+    The shift is the most common of the file's :func:`_date_shifts`, and not zero.
+    Such an element can equal another planted date by chance (a study date moved
+    back 44 days onto the prior exam's date, corpus seed 1249): that is no leak of
+    the other date, which the scorer would otherwise report.
+
+    >>> sorted(_shifted_date_paths({"StudyDate": -44, "SeriesDate": -44, "ContentDate": 3}))
+    ['SeriesDate', 'StudyDate']
+    """
     if not shifts:
         return set()
     common, _ = Counter(shifts.values()).most_common(1)[0]
@@ -531,6 +542,7 @@ def _preserved(fk: dict[str, Any], path: str, default: str) -> str:
 def _score_uids_dates(
     fk: dict[str, Any],
     out_ds: Dataset | None,
+    shifts: dict[str, int],
     uid_seen: list[tuple[dict[str, Any], dict[str, str], str | None]],
     patient_shifts: dict[str, set[int]],
     report: Report,
@@ -548,13 +560,10 @@ def _score_uids_dates(
         for entry in fk["uids"]:
             uid_seen.append((fk, entry, None))
     for entry in fk["dates"]:
-        elem = resolve(out_ds, entry["path"]) if out_ds is not None else None
-        out_date = _parse_date(elem.value) if elem is not None else None
-        report.add("dates_present", out_date is not None, kind=kind)
-        if out_date is not None:
-            original = _parse_date(entry["value"])
-            assert original is not None
-            patient_shifts[fk["patient"]].add((out_date - original).days)
+        days = shifts.get(entry["path"])
+        report.add("dates_present", days is not None, kind=kind)
+        if days is not None:
+            patient_shifts[fk["patient"]].add(days)
 
 
 def _score_uid_tables(
