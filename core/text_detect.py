@@ -983,8 +983,7 @@ class _RecordDates:
         if len(month[0]) == 2:  # a letter of the month lost ("21,AN-2018": J read as ",")
             cut = month[0].upper()
             return len(digits) >= 5 and any(
-                digits in day_years and cut in (name[1:], name[:2])
-                for name, day_years in self.named.items()
+                digits in day_years and cut in _cuts(name) for name, day_years in self.named.items()
             )
         return any(
             digits in day_years and _month_like(month[0], name)
@@ -1006,8 +1005,12 @@ def _month_like(word: str, month: str) -> bool:
     return month_like(word) and sum(a != b for a, b in zip(head, month, strict=True)) <= 1
 
 
-#: Month abbreviations with their first or last letter lost ("AN", "JA" for JAN).
-_CUT_MONTHS = frozenset(cut for m in MONTHS for cut in (m[1:], m[:2]))
+def _cuts(month: str) -> tuple[str, str]:
+    """A month abbreviation with its first or its last letter lost: ``("AN", "JA")`` for JAN."""
+    return month[1:], month[:2]
+
+
+_CUT_MONTHS = frozenset(cut for m in MONTHS for cut in _cuts(m))
 _TRIMMED = ",.;:()[]"
 _LINE = re.compile(r"[^\n]+")
 _NONSPACE = re.compile(r"\S+")
