@@ -1351,6 +1351,8 @@ def _digit_shapes_match(word: str, digits: str) -> bool:
 
 
 _OCR_LETTERS = str.maketrans("0158629", "oisbgzq")
+#: OCR reads an italic l as "!": at the end of a word, after two lowercase letters ("Pau!")
+_EXCLAMATION_L = re.compile(r"(?<=[^\W\d_A-Z]{2})!(?![^\W_])")
 _INNER_DIGITS = re.compile(r"(?<=[^\W\d_])\d{1,2}(?=[^\W\d_])")
 
 
@@ -1644,6 +1646,8 @@ class TextDetector:
         """
         if not text or not text.strip():
             return []
+        if ocr:
+            text = _EXCLAMATION_L.sub("l", text)  # same length: spans fit the text as read
         key = (self.identifiers, text, ocr, device)
         cached = self._shared.results.get(key)
         if cached is not None:

@@ -636,7 +636,7 @@ _LABELLED_NAME = re.compile(
 _NAME_GAP = re.compile(r"^(?:[ \t,^*~\"\u201c\u201d]{1,4}|\.[ \t]*)\Z")
 #: FAMILY^GIVEN(^MIDDLE), the caret as written or as OCR reads it (``*``, ``~``, quotes).
 _READ_CARET_NAME = re.compile(
-    r"(?<![\w^])([^\W\d_]{2,})[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*([^\W\d_]{2,})"
+    r"(?<![\w^])([^\W\d_]{2,})[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*([|\[]?[^\W\d_]{2,})"
     r"(?:[ \t]*[\^*~\"\u201c\u201d]{1,2}[ \t]*[^\W\d_]+)?(?![\w^])"
 )
 
@@ -654,7 +654,15 @@ _SURNAME_WORD = re.compile(
 #: The word right before a position, one space or tab between.
 _WORD_BEFORE = re.compile(r"(?<![\w^])([^\W\d_][\w'-]*)[ \t]\Z")
 #: FAMILY, GIVEN in capitals, as screens and forms print a patient's name.
-_COMMA_NAME = re.compile(r"(?<![\w^,])([A-Z][A-Z'-]{2,})[ \t]*,[ \t]*([A-Z][A-Z'-]{2,})(?![\w^])")
+_COMMA_NAME = re.compile(
+    r"(?<![\w^,])([A-Z][A-Z'-]{2,})[ \t]*,[ \t]*([|\[]?[A-Z][A-Z'-]{2,})(?![\w^])"
+)
+#: OCR: FAMILY^GIVEN in capitals with the caret read as a digit ("SMALL7JAMES").
+_DIGIT_CARET_NAME = re.compile(r"(?<![\w^])([A-Z]{3,})\d([A-Z]{3,})(?![\w^])")
+#: OCR: ``Given Family`` with one capital read in lowercase ("Antonio jones", "james Small").
+_LOWERCASED_NAME = re.compile(
+    r"(?<![\w^])(?:([A-Z][a-z]{2,})[ \t]([a-z]{3,})|([a-z]{3,})[ \t]([A-Z][a-z]{2,}))(?![\w^])"
+)
 
 
 def ocr_digit_view(text: str) -> str:
@@ -852,7 +860,7 @@ def _ambiguous_title(matched: str) -> bool:
     return title in {"MR", "MS", "DR"}
 
 
-def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+def _name_spans(text: str, vocab: Vocabulary, ocr: bool = False) -> Iterator[Span]:
     carets = _CARET_NAME.finditer(text) if "^" in text else ()
     for match in carets:
         # words before the first and after the last caret that are vocabulary are not
@@ -892,6 +900,8 @@ def _name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     if "," in text:
         yield from _comma_name_spans(text, vocab)
     yield from _given_vocabulary_surname_spans(text, vocab)
+    if ocr:
+        yield from _ocr_name_spans(text, vocab)
 
 
 def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
@@ -904,7 +914,49 @@ def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     ['SMALL^JAMES', 'CROSS ~* PAUL']
     """
     for match in _READ_CARET_NAME.finditer(text):
-        if fold(match.group(2)) in vocab.first_names:
+        if _first_name(match.group(2), vocab) is not None:
+            yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
+
+
+def _first_name(word: str, vocab: Vocabulary) -> str | None:
+    """``word`` folded when it is a known first name, also with the J or I it starts with
+    read by OCR as a bar or a bracket (``|AMES``, ``[AMES``: "james"); else None."""
+    if word[:1] in ("|", "["):
+        for letter in ("j", "i"):
+            if fold(letter + word[1:]) in vocab.first_names:
+                return fold(letter + word[1:])
+        return None
+    folded = fold(word)
+    return folded if folded in vocab.first_names else None
+
+
+def _given_name(word: str, vocab: Vocabulary) -> bool:
+    """A known first name (see :func:`_first_name`) that is no common word."""
+    first = _first_name(word, vocab)
+    return first is not None and first not in vocab.common and first not in vocab.stop
+
+
+def _ocr_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
+    """OCR misreads of a name with a known first name that the other rules miss: the
+    caret read as a digit (``SMALL7JAMES``), one capital read in lowercase (``Antonio
+    jones``, ``james Small``; the family name a known surname that is no English word,
+    or one of :data:`_VOCABULARY_SURNAMES`).
+
+    >>> text = "SMALL7JAMES SE4IM2 Antonio jones Sigmoid colon james Small"
+    >>> [text[s.start : s.end] for s in _ocr_name_spans(text, vocabulary())]
+    ['SMALL7JAMES', 'Antonio jones', 'james Small']
+    """
+    for match in _DIGIT_CARET_NAME.finditer(text):
+        if _given_name(match.group(2), vocab) and fold(match.group(1)) not in vocab.stop:
+            yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
+    for match in _LOWERCASED_NAME.finditer(text):
+        given, family = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+        f = fold(family)
+        if not _given_name(given, vocab):
+            continue
+        if (f in vocab.last_names and not vocab.is_english(f) and not vocab.is_safe_word(f)) or (
+            family.istitle() and f in _VOCABULARY_SURNAMES
+        ):
             yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
 
 
@@ -919,8 +971,7 @@ def _comma_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
     ['SMALL, JAMES']
     """
     for match in _COMMA_NAME.finditer(text):
-        family, given = fold(match.group(1)), fold(match.group(2))
-        if given in vocab.first_names and given not in vocab.common and family not in vocab.stop:
+        if _given_name(match.group(2), vocab) and fold(match.group(1)) not in vocab.stop:
             yield Span(match.start(), match.end(), "PERSON", "pattern", 0.7)
 
 
@@ -1022,7 +1073,7 @@ def find_patterns(text: str, *, ocr: bool = False, vocab: Vocabulary | None = No
     spans: list[Span] = list(_regex_spans(view))
     spans.extend(_address_spans(text, vocab))
     spans.extend(_org_spans(text, vocab))
-    spans.extend(_name_spans(text, vocab))
+    spans.extend(_name_spans(text, vocab, ocr))
     spans.sort(key=lambda s: (s.start, -s.end))
     return spans
 
