@@ -704,6 +704,21 @@ _DIGIT = re.compile(r"\d")
 _WITHOUT_DIGITS = ("EMAIL", "URL")
 
 
+#: OCR-only date patterns, for dates as OCR breaks them in light and italic type (date probe).
+_OCR_DATE_PATTERNS = (
+    # the year split by a space: 10-MAR-1 988, 16-DEC-201 7
+    re.compile(
+        rf"(?<!\w){_DAY}[-\s.]?{_MONTH}\.?[-\s.,]*(?:[12] [09]\d\d|(?:19|20) \d\d|(?:19|20)\d \d)"
+        r"(?!\w)",
+        _I,
+    ),
+    # the month read as junk before DD, YYYY: an,16,2017 (Dec 16, 2017)
+    re.compile(rf"(?<!\w)[^\W\d_]{{1,4}}[,.\s]{{1,2}}{_DAY},\s?{_YEAR4}(?!\w)"),
+    # the day and its separator read as letters before MM/YYYY: pey09/1993 (09/09/1993)
+    re.compile(rf"(?<!\w)[^\W\d_]{{1,4}}{_MON_NUM}/{_YEAR4}(?![\w/]|\.\d)"),
+)
+
+
 def _regex_spans(text: str) -> Iterator[Span]:
     has_digits = _DIGIT.search(text) is not None
     for entity_type, pattern, confidence, group in _PATTERNS:
@@ -1071,6 +1086,9 @@ def find_patterns(text: str, *, ocr: bool = False, vocab: Vocabulary | None = No
     vocab = vocab if vocab is not None else vocabulary()
     view = ocr_digit_view(text) if ocr else text
     spans: list[Span] = list(_regex_spans(view))
+    if ocr and _DIGIT.search(view):
+        for pattern in _OCR_DATE_PATTERNS:
+            spans.extend(Span(*m.span(), "DATE", "pattern", 0.7) for m in pattern.finditer(view))
     spans.extend(_address_spans(text, vocab))
     spans.extend(_org_spans(text, vocab))
     spans.extend(_name_spans(text, vocab, ocr))
