@@ -968,11 +968,13 @@ class _RecordDates:
 
     def _is_date(self, text: str) -> bool:
         text = text.strip(_TRIMMED)
-        chunks = DATE_GROUP.findall(text)
+        chunks = _DATE_CHUNK.findall(text)
         if sum(ch.isdigit() for ch in text) < 4 or "".join(chunks) != _SEPARATORS.sub("", text):
             return False  # fewer than four real digits, or a character no date has
         month = [c for c in chunks if not _OCR_NUMBER.fullmatch(c)]
-        digits = "".join(c.translate(OCR_DIGITS) for c in chunks if _OCR_NUMBER.fullmatch(c))
+        if month and all(_DIGIT_LETTERS.fullmatch(c) for c in month):
+            month = []  # "TO" of "O3/TO/T 988": a number read as letters only, no month
+        digits = "".join(c.translate(_DATE_DIGITS) for c in chunks if c not in month)
         if not month:
             return digits in self.numeric or (
                 abs(len(digits) - 8) <= 1
@@ -1015,7 +1017,14 @@ _TRIMMED = ",.;:()[]"
 _LINE = re.compile(r"[^\n]+")
 _NONSPACE = re.compile(r"\S+")
 _SEPARATORS = re.compile(r"[\s/.,-]+")
-_OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZG]+")
+_OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZGT]+")
+#: Up to two letters that OCR reads for digits and no month has: a day or month read as
+#: letters only ("TO" for 10 in italic serif type).
+_DIGIT_LETTERS = re.compile(r"[OoQDIl|SBZGT]{1,2}")
+#: :data:`OCR_DIGITS` and the italic serif 1 read as T ("O2/09/T993").
+_DATE_DIGITS = {**OCR_DIGITS, ord("T"): ord("1")}
+#: A date's groups as :data:`DATE_GROUP`, and a month glued to its day ("Jut09").
+_DATE_CHUNK = re.compile(r"[^\W\d_]{3,}(?=\d)|(?:[^\W_]|\|)+")
 
 
 class _PolicyTerms:
