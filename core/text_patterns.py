@@ -719,6 +719,11 @@ _OCR_DATE_PATTERNS = (
 )
 
 
+#: OCR: a line that is only a number with a space put inside it by OCR (italic digits,
+#: ``77591 00045``); an ID when the two groups hold 8 to 12 digits.
+_SPLIT_NUMBER_LINE = re.compile(r"(?m)^[ \t]*((\d{3,}) (\d{2,}))[ \t]*$")
+
+
 def _regex_spans(text: str) -> Iterator[Span]:
     has_digits = _DIGIT.search(text) is not None
     for entity_type, pattern, confidence, group in _PATTERNS:
@@ -1089,6 +1094,11 @@ def find_patterns(text: str, *, ocr: bool = False, vocab: Vocabulary | None = No
     if ocr and _DIGIT.search(view):
         for pattern in _OCR_DATE_PATTERNS:
             spans.extend(Span(*m.span(), "DATE", "pattern", 0.7) for m in pattern.finditer(view))
+        spans.extend(
+            Span(*m.span(1), "ID", "pattern", 0.7)
+            for m in _SPLIT_NUMBER_LINE.finditer(view)
+            if 8 <= len(m.group(2)) + len(m.group(3)) <= 12
+        )
     spans.extend(_address_spans(text, vocab))
     spans.extend(_org_spans(text, vocab))
     spans.extend(_name_spans(text, vocab, ocr))
