@@ -404,14 +404,22 @@ def read_regions(
     keys = list(todo)
     first = [todo[k][0][0] for k in keys]
     read = _read_stacked(backend, [items[i] for i in first])
-    unread = [j for j, words in enumerate(read) if not words]
-    if unread and len(unread) < len(read):
-        # Tesseract reads the stacked page as one block and, rarely, drops a whole line of
-        # it that it reads alone without fault: the regions that read as nothing get one
-        # more call, on a page of their own (the same page again would read the same).
-        again = _read_stacked(backend, [items[first[j]] for j in unread])
-        for j, words in zip(unread, again, strict=True):
-            read[j] = words
+    retry = [
+        j
+        for j, words in enumerate(read)
+        if not words or (not items[first[j]][1].rotated and poorly_read(words))
+    ]
+    if retry and len(retry) < len(read):
+        # Tesseract binarises the stacked page as a whole and, rarely, drops a whole line of
+        # it or reads one as noise ("ratiquez aging Cntr" for "Rodriguez Imaging Center")
+        # that it reads well with other neighbours: those regions get one more call, on a
+        # page of their own (the same page again would read the same). A region read as
+        # noise takes the new reading only when it is clean (:data:`CLEAN_READING`):
+        # speckle and traces read as noise either way, and their second noise is no better.
+        again = _read_stacked(backend, [items[first[j]] for j in retry])
+        for j, words in zip(retry, again, strict=True):
+            if not read[j] or (words and _mean_confidence(words) >= CLEAN_READING):
+                read[j] = words
     with _CACHE_LOCK:
         for key, words in zip(keys, read, strict=True):
             origin = todo[key][0][1]
@@ -423,6 +431,30 @@ def read_regions(
         for index, origin in todo[key]:
             result[index] = _shifted(words, (origin[0] - base[0], origin[1] - base[1]))
     return result
+
+
+#: Mean confidence of a second reading that replaces a region's noisy first one.
+CLEAN_READING = 0.7
+
+
+def poorly_read(words: Sequence[Word]) -> bool:
+    """Whether a region's reading looks like noise: mean confidence under 0.5, and a word
+    of four letters or more read below 0.3 (``ratiquez`` at 0.0 in ``ratiquez aging Cntr``).
+
+    >>> poorly_read([Word("ratiquez", (0, 0, 9, 9), 0.0, 0), Word("aging", (9, 0, 9, 9), 0.63, 0)])
+    True
+    >>> poorly_read([Word("WW", (0, 0, 9, 9), 0.2, 0), Word("400", (9, 0, 9, 9), 0.9, 0)])
+    False
+    """
+    return (
+        bool(words)
+        and _mean_confidence(words) < 0.5
+        and any(w.confidence < 0.3 and sum(c.isalpha() for c in w.text) >= 4 for w in words)
+    )
+
+
+def _mean_confidence(words: Sequence[Word]) -> float:
+    return sum(w.confidence for w in words) / len(words)
 
 
 #: Crops whose readings are kept per backend (about 1 KB each).

@@ -171,3 +171,55 @@ def test_regions_that_all_read_as_nothing_are_not_read_again(backend: OcrBackend
         counting, [(view, Region((10, 10, 80, 14))), (view, Region((100, 10, 80, 14)))]
     ) == [[], []]
     assert counting.calls == 1  # the same page again would read the same
+
+
+class _GarblesALine:
+    """A real backend that reads one line of the first page holding ``word`` as noise.
+
+    Tesseract binarises a stacked page as a whole; now and then it reads one of its lines
+    as noise at low confidence ("ratiquez aging Cntr" for "Rodriguez Imaging Center",
+    held-out corpus seed 1485) that it reads well with other neighbours.
+    """
+
+    def __init__(self, inner: OcrBackend, word: str) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.word = word
+        self.garbled = False
+        self.calls = 0
+
+    def read(self, image: NDArray[np.uint8]) -> list[Word]:
+        self.calls += 1
+        words = self.inner.read(image)
+        hit = {w.line for w in words if w.text == self.word}
+        if hit and not self.garbled:
+            self.garbled = True
+            noise = ("ratiquez", "aging", "Cntr")
+            words = [
+                Word(noise[i % 3], w.box, (0.0, 0.63, 0.44)[i % 3], w.line) if w.line in hit else w
+                for i, w in enumerate(words)
+            ]
+        return words
+
+
+def test_a_region_read_as_noise_is_read_again_and_the_better_reading_kept(
+    backend: OcrBackend,
+) -> None:
+    view = _view(
+        [((4, 4), "SAUNDERS ERIN", 14), ((220, 4), "Rodriguez Imaging Center", 14)], (460, 30)
+    )
+    regions = propose_text_regions(view)
+    assert len(regions) == 2
+    clear_cache()
+    garbling = _GarblesALine(backend, "Imaging")
+    readings = read_regions(garbling, [(view, r) for r in regions])
+    assert garbling.garbled
+    assert garbling.calls == 2  # the stacked page, then the region read as noise on its own
+    words = {w.text for ws in readings for w in ws}
+    assert {"SAUNDERS", "ERIN", "Rodriguez", "Imaging", "Center"} <= words
+    assert "ratiquez" not in words
+    # read well the first time: one call
+    clear_cache()
+    counting = _Counting(backend)
+    read_regions(counting, [(view, r) for r in regions])
+    assert counting.calls == 1
