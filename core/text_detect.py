@@ -1017,10 +1017,12 @@ _TRIMMED = ",.;:()[]"
 _LINE = re.compile(r"[^\n]+")
 _NONSPACE = re.compile(r"\S+")
 _SEPARATORS = re.compile(r"[\s/.,-]+")
-_OCR_NUMBER = re.compile(r"(?=[^\W_]*\d)[\dOoQDIl|SBZGT]+")
+#: Letters OCR reads for digits in dates (:data:`OCR_DIGITS`, and T for an italic serif 1).
+_DIGIT_LIKE = "OoQDIl|SBZGT"
+_OCR_NUMBER = re.compile(rf"(?=[^\W_]*\d)[\d{_DIGIT_LIKE}]+")
 #: Up to two letters that OCR reads for digits and no month has: a day or month read as
 #: letters only ("TO" for 10 in italic serif type).
-_DIGIT_LETTERS = re.compile(r"[OoQDIl|SBZGT]{1,2}")
+_DIGIT_LETTERS = re.compile(rf"[{_DIGIT_LIKE}]{{1,2}}")
 #: :data:`OCR_DIGITS` and the italic serif 1 read as T ("O2/09/T993").
 _DATE_DIGITS = {**OCR_DIGITS, ord("T"): ord("1")}
 #: A date's groups as :data:`DATE_GROUP`, and a month glued to its day ("Jut09").
@@ -1655,7 +1657,7 @@ class TextDetector:
         """
         if not text or not text.strip():
             return []
-        if ocr:
+        if ocr and "!" in text:
             text = _EXCLAMATION_L.sub("l", text)  # same length: spans fit the text as read
         key = (self.identifiers, text, ocr, device)
         cached = self._shared.results.get(key)

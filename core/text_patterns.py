@@ -941,13 +941,8 @@ def _caret_name_spans(text: str, vocab: Vocabulary) -> Iterator[Span]:
 def _first_name(word: str, vocab: Vocabulary) -> str | None:
     """``word`` folded when it is a known first name, also with the J or I it starts with
     read by OCR as a bar or a bracket (``|AMES``, ``[AMES``: "james"); else None."""
-    if word[:1] in ("|", "["):
-        for letter in ("j", "i"):
-            if fold(letter + word[1:]) in vocab.first_names:
-                return fold(letter + word[1:])
-        return None
-    folded = fold(word)
-    return folded if folded in vocab.first_names else None
+    readings = (letter + word[1:] for letter in "ji") if word[:1] in ("|", "[") else (word,)
+    return next((f for f in map(fold, readings) if f in vocab.first_names), None)
 
 
 def _given_name(word: str, vocab: Vocabulary) -> bool:
@@ -1015,8 +1010,7 @@ def _given_vocabulary_surname_spans(text: str, vocab: Vocabulary) -> Iterator[Sp
         g, f = given.group(1), family.group()
         if not ((g.isupper() and f.isupper()) or (g.istitle() and f.istitle())):
             continue
-        first = fold(g)
-        if first in vocab.first_names and first not in vocab.common and first not in vocab.stop:
+        if _given_name(g, vocab):
             yield Span(given.start(1), family.end(), "PERSON", "pattern", 0.7)
 
 
